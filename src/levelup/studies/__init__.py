@@ -1,0 +1,1 @@
+"""Ready-made studies (the H2 tutorial) built from the public API."""
