@@ -302,3 +302,14 @@ def test_from_ase_reads_calculator_results_in_hartree(tmp_path):
 def test_to_ase():
     atoms = mixed().to_ase()
     assert len(atoms) == 5 and atoms[3].get_chemical_formula() == "H2O"
+
+
+def test_from_molecules_keeps_properties():
+    db = mixed()
+    picked = Database.from_molecules([m for m in db if m.formula == "H2O"] + [db[0]],
+                                     info=db.properties)
+    assert picked.formulas == ["H2O", "H2O", "H2"]
+    np.testing.assert_allclose(picked.get("E"), [-75.0, -75.1, -1.0])
+    assert np.isnan(picked.get("F")[2]).all() and picked.properties["F"].per_atom
+    with pytest.raises(DataError, match="no molecules"):
+        Database.from_molecules([])

@@ -157,6 +157,37 @@ class Database:
         return database_from_atoms(list(atoms_list))
 
     @classmethod
+    def from_molecules(cls, molecules: Iterable[Molecule],
+                       info: dict[str, PropertyInfo] | None = None) -> Database:
+        """Build a database from :class:`Molecule` objects (their properties included).
+
+        ``info`` gives the units and levels of the properties (default: Hartree per molecule,
+        Hartree/Angstrom per atom).
+        """
+        mols = list(molecules)
+        if not mols:
+            raise DataError("no molecules given")
+        n, width = len(mols), max(len(m) for m in mols)
+        species = np.zeros((n, width), dtype=np.int64)
+        xyz = np.zeros((n, width, 3))
+        props: dict[str, np.ndarray] = {}
+        for i, m in enumerate(mols):
+            if not isinstance(m, Molecule):
+                raise DataError(f"item {i} is a {type(m).__name__}, not a levelup Molecule")
+            a = len(m)
+            species[i, :a] = m.species
+            xyz[i, :a] = m.coordinates
+            for name, value in m.properties.items():
+                if np.ndim(value) == 0:
+                    props.setdefault(name, np.full(n, np.nan))[i] = value
+                else:
+                    value = np.asarray(value)
+                    arr = props.setdefault(name, np.full((n, width, *value.shape[1:]), np.nan))
+                    arr[i, :a] = value
+        return cls(species, xyz, [m.charge for m in mols], [m.multiplicity for m in mols],
+                   props, info)
+
+    @classmethod
     def read(cls, path: str | os.PathLike, index: Any = ":", format: str | None = None) -> Database:
         """Read molecules from any file ASE reads (xyz, extxyz, ...), or a native .h5 database."""
         from .asefiles import read_file
