@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import pretrained as published
 from ..errors import LevelupError
+from ..pretrained import MODELS, ensemble_from_files, fetch, read_files
 
 EXAMPLE = """examples:
   levelup pretrained ani-1x -o ani-1x.pt
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrained", help="get a published ANI model (ANI-1x) as a levelup model file",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=sorted(published.MODELS), help="the published model")
+    p.add_argument("name", choices=sorted(MODELS), help="the published model")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="model file to write (default: <name>.pt in the current folder)")
     p.add_argument("--from", dest="source", metavar="PATH",
@@ -35,14 +35,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     progress = not getattr(args, "quiet", False)
-    model = published.MODELS[args.name]
+    model = MODELS[args.name]
     if args.download_only:
         if args.source or args.output:
             raise LevelupError("--download-only takes neither --from nor --output")
-        print(published.fetch(args.name, progress=progress))
+        print(fetch(args.name, progress=progress))
         return 0
-    files = published.read_files(args.name, args.source, progress=progress)
-    ensemble = published.ensemble_from_files(files)
+    files = read_files(args.name, args.source, progress=progress)
+    ensemble = ensemble_from_files(files)
     output = args.output or f"{args.name}.pt"
     ensemble.save(output, metadata={
         "name": model.name,
