@@ -107,22 +107,32 @@ def test_predict_matches_forward_in_mixed_batches(hcno):
     assert pred.forces is None and pred.hessians is None and pred.energies_std is None
 
 
+def _displaced(db, h):
+    """All +h/-h single-coordinate displacements of every molecule, as one database; returns it
+    and the (molecule, atom, axis) of each pair of rows."""
+    keys, rows_sp, rows_xyz = [], [], []
+    for mol in range(len(db)):
+        for atom in range(int(db.n_atoms[mol])):
+            for axis in range(3):
+                for sign in (1, -1):
+                    xyz = db.coordinates[mol].copy()
+                    xyz[atom, axis] += sign * h
+                    rows_sp.append(db.species[mol])
+                    rows_xyz.append(xyz)
+                keys.append((mol, atom, axis))
+    return Database(np.array(rows_sp), np.array(rows_xyz)), keys
+
+
 def test_forces_are_minus_numerical_gradient(hcno):
     m = _model(seed=3).double()
     db = hcno[[3, 8]]
     pred = m.predict(db, forces=True)
     assert pred.forces.shape == (2, db.max_atoms, 3)
     h = 1e-5
-    for mol in range(2):
-        for atom in range(int(db.n_atoms[mol])):
-            for axis in range(3):
-                plus, minus = db.coordinates.copy(), db.coordinates.copy()
-                plus[mol, atom, axis] += h
-                minus[mol, atom, axis] -= h
-                ep = m.predict(Database(db.species, plus)).energies[mol]
-                em = m.predict(Database(db.species, minus)).energies[mol]
-                numeric = -(ep - em) / (2 * h)
-                assert abs(pred.forces[mol, atom, axis] - numeric) < 1e-7
+    shifted, keys = _displaced(db, h)
+    e = m.predict(shifted).energies.reshape(-1, 2)
+    for (mol, atom, axis), (ep, em) in zip(keys, e, strict=True):
+        assert abs(pred.forces[mol, atom, axis] + (ep - em) / (2 * h)) < 1e-7
     # padding atoms get zero force; forces sum to zero (translation invariance)
     assert (pred.forces[0, db.n_atoms[0]:] == 0).all()
     assert np.abs(pred.forces.sum(axis=1)).max() < 1e-10
@@ -136,17 +146,14 @@ def test_hessian_symmetric_and_matches_force_differences(hcno):
     assert pred.hessians.shape == (2, 3 * width, 3 * width)
     assert np.abs(pred.hessians - pred.hessians.transpose(0, 2, 1)).max() < 1e-10
     h = 1e-5
-    for mol in range(2):
+    shifted, keys = _displaced(db, h)
+    f = m.predict(shifted, forces=True).forces.reshape(-1, 2, width * 3)
+    for (mol, atom, axis), (fp, fm) in zip(keys, f, strict=True):
         n3 = 3 * int(db.n_atoms[mol])
-        for k in range(n3):
-            plus, minus = db.coordinates.copy(), db.coordinates.copy()
-            plus[mol, k // 3, k % 3] += h
-            minus[mol, k // 3, k % 3] -= h
-            fp = m.predict(Database(db.species, plus), forces=True).forces[mol].reshape(-1)
-            fm = m.predict(Database(db.species, minus), forces=True).forces[mol].reshape(-1)
-            column = -(fp - fm) / (2 * h)
-            assert np.abs(pred.hessians[mol, :n3, k] - column[:n3]).max() < 1e-6
-        assert (pred.hessians[mol, n3:] == 0).all()
+        column = -(fp - fm)[:n3] / (2 * h)
+        assert np.abs(pred.hessians[mol, :n3, 3 * atom + axis] - column).max() < 1e-6
+    for mol in range(2):
+        assert (pred.hessians[mol, 3 * int(db.n_atoms[mol]):] == 0).all()
 
 
 def test_ensemble_mean_and_std(hcno):

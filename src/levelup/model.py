@@ -111,6 +111,37 @@ class ANIModel(torch.nn.Module):
         if self_energies is not None:
             self.set_self_energies(self_energies)
 
+    @classmethod
+    def from_networks(
+        cls,
+        elements: Sequence[str | int],
+        networks: Mapping[str | int, torch.nn.Module],
+        *,
+        aev: AEVParams | None = None,
+        self_energies: Sequence[float] | Mapping[str | int, float] | np.ndarray | None = None,
+    ) -> ANIModel:
+        """A model around given atomic networks (model files, NeuroChem files, surgery on
+        layers), one per element, keyed by symbol or atomic number. Each must map
+        (n, aev_length) to (n, 1). The networks are used as given, not copied."""
+        model = cls(elements, aev=aev, hidden=(1,), seed=0, self_energies=self_energies)
+        by_z = {atomic_number(k): v for k, v in networks.items()}
+        extra = sorted(set(by_z) - set(model.elements))
+        missing = [symbol(z) for z in model.elements if z not in by_z]
+        if extra or missing:
+            raise DataError(f"networks given for {[symbol(z) for z in by_z]}; the model's elements "
+                            f"are {model.symbols} (missing: {missing}, extra: "
+                            f"{[symbol(z) for z in extra]})")
+        new = torch.nn.ModuleDict()
+        for z in model.elements:
+            net = by_z[z]
+            first = next((m for m in net.modules() if isinstance(m, torch.nn.Linear)), None)
+            if first is not None and first.in_features != model.aev_computer.aev_length:
+                raise DataError(f"the {symbol(z)} network takes {first.in_features} inputs but the "
+                                f"AEV has {model.aev_computer.aev_length} numbers per atom")
+            new[symbol(z)] = net
+        model.networks = new
+        return model
+
     # ------------------------------------------------------------------ construction helpers
     def _hidden_widths(self, hidden: Any) -> dict[int, tuple[int, ...]]:
         widths = {z: ANI1X_HIDDEN.get(symbol(z), OTHER_HIDDEN) for z in self.elements}

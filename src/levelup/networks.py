@@ -38,16 +38,26 @@ _ACTIVATIONS: dict[str, tuple[type[torch.nn.Module], tuple[str, ...]]] = {
 }
 
 
+def _uninitialised(layers: list[torch.nn.Module]) -> torch.nn.Sequential:
+    # built on the meta device, then given real memory: no draw from torch's global generator,
+    # so building (or loading) a model never shifts the random stream of the caller
+    return torch.nn.Sequential(*layers).to_empty(device="cpu")
+
+
 def build_network(n_in: int, hidden: Sequence[int], alpha: float = ALPHA) -> torch.nn.Sequential:
-    """Linear(n_in, h1), CELU(alpha), ..., Linear(h_last, 1): the ANI atomic network."""
+    """Linear(n_in, h1), CELU(alpha), ..., Linear(h_last, 1): the ANI atomic network.
+
+    The weights are uninitialised memory: call :func:`init_network` (or load a state dict).
+    """
     widths = [int(n_in), *(int(h) for h in hidden)]
     if any(w < 1 for w in widths):
         raise ValueError(f"layer widths must be positive; got {widths}")
     layers: list[torch.nn.Module] = []
-    for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
-        layers += [torch.nn.Linear(w_in, w_out), torch.nn.CELU(alpha)]
-    layers.append(torch.nn.Linear(widths[-1], 1))
-    return torch.nn.Sequential(*layers)
+    with torch.device("meta"):
+        for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [torch.nn.Linear(w_in, w_out), torch.nn.CELU(alpha)]
+        layers.append(torch.nn.Linear(widths[-1], 1))
+    return _uninitialised(layers)
 
 
 def init_network(network: torch.nn.Module, generator: torch.Generator | None = None) -> None:
@@ -85,11 +95,18 @@ def describe_network(network: torch.nn.Sequential) -> list[dict[str, Any]]:
 
 
 def network_from_spec(spec: Sequence[dict[str, Any]]) -> torch.nn.Sequential:
-    """Build an (uninitialised) network from :func:`describe_network`'s description.
-
-    Raises ValueError naming the layer that is malformed.
+    """Build an uninitialised network (load a state dict into it) from
+    :func:`describe_network`'s description. Raises ValueError naming the layer that is malformed.
     """
     layers: list[torch.nn.Module] = []
+    with torch.device("meta"):
+        _add_layers(layers, spec)
+    if not layers:
+        raise ValueError("a network needs at least one layer")
+    return _uninitialised(layers)
+
+
+def _add_layers(layers: list[torch.nn.Module], spec: Sequence[dict[str, Any]]) -> None:
     for position, layer in enumerate(spec):
         if not isinstance(layer, dict) or "type" not in layer:
             raise ValueError(f"layer {position}: expected an object with a 'type'; got {layer!r}")
@@ -110,6 +127,3 @@ def network_from_spec(spec: Sequence[dict[str, Any]]) -> torch.nn.Sequential:
         else:
             raise ValueError(f"layer {position}: unknown layer type {kind!r}; known: Linear, "
                              f"{', '.join(_ACTIVATIONS)}")
-    if not layers:
-        raise ValueError("a network needs at least one layer")
-    return torch.nn.Sequential(*layers)
