@@ -11,12 +11,13 @@ import pytest
 import torch
 from test_neurochem import TINY_SAE, TINY_SIZES, make_wheel, write_neurochem
 
-from levelup import neurochem, pretrained
+from levelup import neurochem
 from levelup.aev import AEVParams
 from levelup.cli.main import main
 from levelup.data import Database
 from levelup.errors import DataError, LevelupError, ModelFileError
 from levelup.model import ANIModel, Ensemble
+from levelup.pretrained import aev_params, cache_dir, fetch, pretrained, wheel_path
 
 # a water molecule and a stretched one (Angstrom)
 WATER = np.array([[[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]],
@@ -45,7 +46,9 @@ def reference_energies(files: neurochem.EnsembleFiles, model: ANIModel, xyz: np.
 
 def test_tiny_ensemble_converted(tiny_wheel):
     wheel, written = tiny_wheel
-    ens = pretrained.pretrained("ani-1x", source=wheel, progress=False)
+    rng_state = torch.random.get_rng_state()
+    ens = pretrained("ani-1x", source=wheel, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), rng_state)  # no random initialisation
     assert isinstance(ens, Ensemble) and len(ens) == 3 and ens.elements == [1, 8]
     assert ens.dtype == torch.float32
     for m, member in enumerate(ens.members):
@@ -66,7 +69,7 @@ def test_tiny_ensemble_converted(tiny_wheel):
 
 def test_aev_parameters_from_the_params_file(tiny_wheel):
     files = neurochem.load_ensemble(tiny_wheel[0])
-    params = pretrained.aev_params(files)
+    params = aev_params(files)
     assert (params.Rcr, params.Rca, params.EtaR) == (3.0, 2.5, (16.0,))
     assert params.ShfR == (np.float32(0.9), 1.5)  # rounded to float32, as TorchANI holds them
     assert params.ShfZ[0] == np.float32(3.9269908e-01) and params.length(2) == 16
@@ -78,13 +81,13 @@ def test_sources_folder_and_unpacked_wheel(tiny_wheel, tmp_path):
         zf.extractall(tmp_path / "unpacked")
     x = torch.tensor(WATER)
     species = torch.tensor([[1, 0, 0], [1, 0, 0]])
-    e_wheel = pretrained.pretrained(source=wheel)(species, x)
+    e_wheel = pretrained(source=wheel)(species, x)
     for source in (tmp_path / "unpacked", tmp_path / "unpacked/torchani/resources/ani-1x_8x"):
-        torch.testing.assert_close(pretrained.pretrained(source=source)(species, x), e_wheel)
+        torch.testing.assert_close(pretrained(source=source)(species, x), e_wheel)
 
 
 def test_missing_element_is_a_data_error(tiny_wheel):
-    ens = pretrained.pretrained(source=tiny_wheel[0])
+    ens = pretrained(source=tiny_wheel[0])
     h2s = Database.from_numpy(np.array([[0.0, 0, 0], [0, 0, 1.34], [1.34, 0, 0]]), ["S", "H", "H"])
     with pytest.raises(DataError, match="no network for S"):
         ens.predict(h2s)
@@ -92,15 +95,15 @@ def test_missing_element_is_a_data_error(tiny_wheel):
 
 def test_bad_sources(tiny_wheel, tmp_path):
     with pytest.raises(LevelupError, match="unknown pretrained model 'ani-3x'; available: ani-1x"):
-        pretrained.pretrained("ani-3x", source=tiny_wheel[0])
+        pretrained("ani-3x", source=tiny_wheel[0])
     with pytest.raises(ModelFileError, match="no such file or folder"):
-        pretrained.pretrained(source=tmp_path / "nowhere.whl")
+        pretrained(source=tmp_path / "nowhere.whl")
     other = make_wheel(tmp_path / "tiny", tmp_path / "other.whl", inner="torchani/resources/ani-2x_8x")
     with pytest.raises(ModelFileError, match="no NeuroChem ensemble found in a folder named ani-1x_8x"):
-        pretrained.pretrained(source=other)
+        pretrained(source=other)
     (tmp_path / "tiny" / "train2" / "networks" / "ANN-H.nnf-l4.wparam").write_bytes(b"\0\0")
     with pytest.raises(ModelFileError, match="ANN-H.nnf-l4.wparam: 2 bytes, expected 16"):
-        pretrained.pretrained(source=tmp_path / "tiny")
+        pretrained(source=tmp_path / "tiny")
 
 
 def test_network_levelup_cannot_hold(tmp_path):
@@ -111,18 +114,18 @@ def test_network_levelup_cannot_hold(tmp_path):
     (folder / "train0" / "networks" / "ANN-O.nnf").write_bytes(
         nnf_bytes("O", TINY_SIZES["O"], activations=[9, 6, 9, 6]))
     with pytest.raises(ModelFileError, match="CELU hidden layers and a linear output"):
-        pretrained.pretrained(source=folder)
+        pretrained(source=folder)
 
 
 def test_cache_folder_and_corrupt_cached_wheel(tiny_wheel, tmp_path, monkeypatch):
     monkeypatch.setenv("LEVELUP_CACHE_DIR", str(tmp_path / "cache"))
-    assert pretrained.cache_dir() == tmp_path / "cache"
-    target = pretrained.wheel_path("ani-1x")
+    assert cache_dir() == tmp_path / "cache"
+    target = wheel_path("ani-1x")
     assert target == tmp_path / "cache" / "wheels" / "torchani-2.2.4-py3-none-any.whl"
     target.parent.mkdir(parents=True)
     target.write_bytes(tiny_wheel[0].read_bytes())  # present but not the published file
     with pytest.raises(ModelFileError, match="not the published torchani-2.2.4-py3-none-any.whl .*delete"):
-        pretrained.pretrained()
+        pretrained()
 
 
 def test_download_failure_says_what_to_do(tmp_path, monkeypatch):
@@ -131,9 +134,24 @@ def test_download_failure_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
     with pytest.raises(LevelupError, match=r"pip could not download torchani==2.2.4 .*--from"):
-        pretrained.fetch("ani-1x", progress=False)
-    assert not pretrained.wheel_path().exists()
+        fetch("ani-1x", progress=False)
+    assert not wheel_path().exists()
     assert not list((tmp_path / "cache" / "wheels").iterdir())  # no partial download left
+
+
+def test_cli_writes_a_model_file(tiny_wheel, tmp_path, capsys):
+    from levelup.modelfile import load_model
+
+    out = tmp_path / "tiny.model"
+    assert main(["pretrained", "ani-1x", "--from", str(tiny_wheel[0]), "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    loaded = load_model(out)
+    original = pretrained(source=tiny_wheel[0])
+    x, species = torch.tensor(WATER), torch.tensor([[1, 0, 0], [1, 0, 0]])
+    assert isinstance(loaded, Ensemble) and len(loaded) == 3
+    torch.testing.assert_close(loaded(species, x), original(species, x), rtol=0, atol=0)
+    assert main(["pretrained", "ani-1x", "--from", str(tmp_path / "absent.whl")]) == 1
+    assert "levelup: error:" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the real ANI-1x files
@@ -144,7 +162,7 @@ def ani1x_wheel():
     """The torchani 2.2.4 wheel in levelup's cache, put there once at set-up by
     ``levelup pretrained ani-1x --download-only`` (``make test`` does it). Missing -> a failure
     that says so, not a skip."""
-    path = pretrained.wheel_path("ani-1x")
+    path = wheel_path("ani-1x")
     if not path.is_file():
         pytest.fail(f"the ANI-1x wheel is not in levelup's cache ({path}); fetch it once with "
                     "`.venv/bin/levelup pretrained ani-1x --download-only` (needs PyPI access), "
@@ -160,7 +178,7 @@ def ani1x_reference(reference_dir):
 
 def test_ani1x_reproduces_torchani(ani1x_wheel, ani1x_reference):
     ref = ani1x_reference
-    ens = pretrained.pretrained("ani-1x", progress=False)  # from the cache; checks the SHA-256
+    ens = pretrained("ani-1x", progress=False)  # from the cache; checks the SHA-256
     assert len(ens) == 8 and ens.symbols == ["H", "C", "N", "O"]
     assert ens.aev_params == AEVParams.ani1x()
     np.testing.assert_array_equal(ens.members[5].self_energies.numpy(), ref["self_energies"])
@@ -180,7 +198,7 @@ def test_ani1x_reproduces_torchani(ani1x_wheel, ani1x_reference):
 
 def test_ani1x_float32_and_missing_sulfur(ani1x_wheel, ani1x_reference):
     ref = ani1x_reference
-    ens = pretrained.pretrained("ani-1x", source=ani1x_wheel)
+    ens = pretrained("ani-1x", source=ani1x_wheel)
     species = np.where(ref["species"] >= 0, ref["order"][np.clip(ref["species"], 0, None)], 0)
     pred = ens.predict(Database(species, ref["coordinates"]), forces=True)
     # float32 networks, float64 self-energy sums: well inside chemical accuracy

@@ -28,6 +28,7 @@ import torch
 from .aev import AEVParams
 from .errors import LevelupError, ModelFileError
 from .model import ANIModel, Ensemble
+from .networks import build_network
 from .neurochem import CELU_ALPHA, EnsembleFiles, load_ensemble
 
 
@@ -165,22 +166,21 @@ def ensemble_from_files(files: EnsembleFiles) -> Ensemble:
     species = list(files.constants.species)
     members = []
     for k, nets in enumerate(files.members):
-        hidden = {}
+        networks = {}
         for element, net in nets.items():
             activations = [layer.activation for layer in net.layers]
             if activations != ["celu"] * (len(activations) - 1) + ["identity"]:
                 raise ModelFileError(f"{files.source} member {k}, {element}: activations {activations}; "
                                      "levelup's networks use CELU hidden layers and a linear output")
-            hidden[element] = net.sizes[1:-1]
-        model = ANIModel(species, aev=params, hidden=hidden, alpha=CELU_ALPHA,
-                         self_energies=files.self_energies)
-        with torch.no_grad():
-            for element, net in nets.items():
-                linears = [m for m in model.networks[element] if isinstance(m, torch.nn.Linear)]
+            network = build_network(net.sizes[0], net.sizes[1:-1], CELU_ALPHA)
+            linears = [m for m in network if isinstance(m, torch.nn.Linear)]
+            with torch.no_grad():
                 for linear, layer in zip(linears, net.layers, strict=True):
                     linear.weight.copy_(torch.from_numpy(layer.weight))
                     linear.bias.copy_(torch.from_numpy(layer.bias))
-        members.append(model)
+            networks[element] = network
+        members.append(ANIModel.from_networks(species, networks, aev=params,
+                                              self_energies=files.self_energies))
     if not members:
         raise ModelFileError(f"{files.source}: no ensemble members (train0/, train1/, ...)")
     return Ensemble(members)
