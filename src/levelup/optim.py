@@ -1,0 +1,138 @@
+"""AdamW on one flat buffer, and the reduce-on-plateau schedule: what :func:`levelup.train.fit`
+steps with.
+
+Why not ``torch.optim.AdamW``: the networks of an ANI model have many small tensors, and a
+training step on a small batch is mostly fixed per-step overhead. Here every trainable parameter
+becomes a view into one contiguous buffer, and so does its gradient, so a step is seven
+element-wise operations on one vector whatever the number of tensors, and zeroing the gradients
+is one. (Constructing any ``torch.optim`` optimizer also imports ``torch._dynamo``, seconds of
+start-up on a small machine.) The arithmetic is exactly torch's AdamW (Loshchilov and Hutter
+2019): decoupled weight decay ``p *= 1 - lr * wd``, then the bias-corrected Adam update;
+tests/test_train.py checks it against ``torch.optim.AdamW``.
+
+Call :meth:`FlatAdamW.release` when done: it gives every parameter its own storage back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class FlatAdamW:
+    """AdamW over ``groups``: a list of (parameters, learning rate, weight decay).
+
+    The learning rates of all groups are multiplied by :attr:`scale` (1 at the start), which
+    the schedule lowers.
+    """
+
+    def __init__(self, groups: Sequence[tuple[Sequence[Tensor], float, float]],
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params: list[Tensor] = [p for ps, _, _ in groups for p in ps]
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError("a parameter appears in two groups")
+        ref = self.params[0]
+        sizes = [p.numel() for p in self.params]
+        total = sum(sizes)
+        self.flat = torch.empty(total, dtype=ref.dtype, device=ref.device)
+        self.grad = torch.zeros_like(self.flat)
+        lr = torch.empty_like(self.flat)
+        wd = torch.empty_like(self.flat)
+        offset = 0
+        for ps, group_lr, group_wd in groups:
+            for p in ps:
+                n = p.numel()
+                self.flat[offset:offset + n].copy_(p.detach().reshape(-1))
+                lr[offset:offset + n] = group_lr
+                wd[offset:offset + n] = group_wd
+                p.data = self.flat[offset:offset + n].view_as(p)
+                p.grad = self.grad[offset:offset + n].view_as(p)
+                offset += n
+        # one learning rate for all: a scalar keeps the update one fused addcdiv
+        self._lr_uniform = float(lr[0]) if bool((lr == lr[0]).all()) else None
+        self.base_lr = lr
+        self.weight_decay = wd
+        self.betas, self.eps = betas, eps
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.steps = 0
+        self.scale = 1.0
+        self._decay: Tensor | None = None
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One AdamW update from the gradients accumulated in the parameters' ``.grad``."""
+        beta1, beta2 = self.betas
+        self.steps += 1
+        if self._decay is None:  # 1 - lr * wd, per element; recomputed when the scale changes
+            self._decay = 1 - self.base_lr * self.scale * self.weight_decay
+        self.flat.mul_(self._decay)
+        self.exp_avg.lerp_(self.grad, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
+        bias1 = 1 - beta1 ** self.steps
+        bias2_sqrt = math.sqrt(1 - beta2 ** self.steps)
+        denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
+        if self._lr_uniform is not None:
+            self.flat.addcdiv_(self.exp_avg, denom, value=-self._lr_uniform * self.scale / bias1)
+        else:
+            self.flat.addcdiv_(self.exp_avg * self.base_lr, denom, value=-self.scale / bias1)
+
+    @property
+    def lr(self) -> float:
+        """Current learning rate of the first parameter."""
+        return float(self.base_lr[0]) * self.scale
+
+    def set_scale(self, scale: float) -> None:
+        self.scale = scale
+        self._decay = None
+
+    def release(self) -> None:
+        """Give each parameter its own storage again (and drop the shared gradients)."""
+        for p in self.params:
+            p.data = p.data.clone()
+            p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(),
+                "steps": self.steps, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["exp_avg"].shape != self.exp_avg.shape:
+            raise ValueError("optimizer state is for a different set of trainable parameters")
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.steps = int(state["steps"])
+        self.set_scale(float(state["scale"]))
+
+
+class Plateau:
+    """Reduce-on-plateau (as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` with threshold 0):
+    after more than ``patience`` epochs without a loss below the best so far, multiply the
+    optimizer's learning-rate scale by ``factor``."""
+
+    def __init__(self, optimizer: FlatAdamW, factor: float, patience: int) -> None:
+        self.optimizer, self.factor, self.patience = optimizer, factor, patience
+        self.best = math.inf
+        self.bad_epochs = 0
+
+    def step(self, loss: float) -> None:
+        if loss < self.best:
+            self.best, self.bad_epochs = loss, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.optimizer.set_scale(self.optimizer.scale * self.factor)
+            self.bad_epochs = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])

@@ -1,0 +1,361 @@
+"""fit(), TrainConfig, History, checkpoints and the cached training layout (levelup.train,
+levelup.batching, levelup.checkpoint).
+
+Synthetic labels: a Morse pair potential (closed form, with analytic forces) on small random
+molecules, so that every test trains for a few epochs in well under a second or two.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from levelup.batching import CachedEnergies, trainable_split
+from levelup.data import Database
+from levelup.errors import ConfigError, DataError
+from levelup.model import ANIModel
+from levelup.optim import FlatAdamW, Plateau
+from levelup.train import History, TrainConfig, fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks train fastest on one thread (and do not fight over a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SMALL = (16, 8)  # hidden widths of the test networks: fast, still an MLP
+SELF = {1: -0.5, 6: -37.8, 8: -75.0}
+
+
+def morse(species: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (Hartree) and forces (Hartree/Angstrom) of a Morse pair potential plus self
+    energies, for padded (N, A) species / (N, A, 3) coordinates."""
+    n, a = species.shape
+    energies = np.array([sum(SELF[int(z)] for z in row if z) for row in species], dtype=float)
+    forces = np.zeros_like(xyz)
+    for i in range(a):
+        for j in range(i + 1, a):
+            real = (species[:, i] > 0) & (species[:, j] > 0)
+            vec = xyz[:, j] - xyz[:, i]
+            r = np.linalg.norm(vec, axis=-1)
+            x = np.exp(-1.8 * (r - 1.1))
+            e = 0.15 * (1 - x) ** 2 - 0.15
+            de_dr = 0.15 * 2 * (1 - x) * 1.8 * x
+            energies += np.where(real, e, 0.0)
+            g = (de_dr / np.where(real, r, 1.0))[:, None] * vec * real[:, None]
+            forces[:, i] += g
+            forces[:, j] -= g
+    return energies, forces
+
+
+def make_db(n: int = 60, seed: int = 0, kinds=("H2", "H2O", "CH4"), forces: bool = False
+            ) -> Database:
+    rng = np.random.default_rng(seed)
+    shapes = {
+        "H2": ([1, 1], [[0, 0, 0], [0, 0, 0.74]]),
+        "H2O": ([8, 1, 1], [[0, 0, 0.12], [0, 0.76, -0.47], [0, -0.76, -0.47]]),
+        "CH4": ([6, 1, 1, 1, 1], [[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63],
+                                  [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]]),
+    }
+    width = max(len(shapes[k][0]) for k in kinds)
+    species = np.zeros((n, width), dtype=int)
+    xyz = np.zeros((n, width, 3))
+    for m in range(n):
+        z, r = shapes[kinds[m % len(kinds)]]
+        species[m, :len(z)] = z
+        xyz[m, :len(z)] = np.array(r) + rng.normal(scale=0.08, size=(len(z), 3))
+    db = Database(species, xyz)
+    energies, f = morse(species, xyz)
+    db.set("morse", energies)
+    if forces:
+        db.set("forces/morse", f)
+    return db
+
+
+def small_model(elements=("H", "C", "O"), seed: int = 0) -> ANIModel:
+    return ANIModel(list(elements), hidden=SMALL, seed=seed)
+
+
+def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def rmse_kcal(model: ANIModel, db: Database, prop: str = "morse") -> float:
+    return float(np.sqrt(np.mean((model.predict(db).energies - db.get(prop)) ** 2)) * 627.509474)
+
+
+# ------------------------------------------------------------------------ TrainConfig
+
+
+def test_config_defaults_are_the_mlatom_recipe():
+    c = TrainConfig()
+    assert (c.learning_rate, c.lr_factor, c.lr_patience, c.lr_floor) == (1e-3, 0.5, 64, 1e-5)
+    assert c.validation_fraction == 0.2 and c.force_weight == 0.0 and c.batch_size == 8
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_config_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"learnin_rate": 1e-4})
+    assert "learnin_rate" in str(err.value) and "learning_rate" in str(err.value)
+    assert "batch_size" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"lr_factor": 1.5}, {"learning_rate": -1},
+                                 {"validation_fraction": 1.0}, {"batch_size": "8"},
+                                 {"batch_size": 8.5}, {"resume": True}, {"lr_floor": 0.1}])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig.from_dict(bad)
+
+
+def test_config_from_toml(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text('[train]\nbatch_size = 32\nlearning_rate = 5e-4\n'
+                    'hidden_weight_decay = [0, 0]\ncheckpoint = "run.ckpt"\n')
+    c = TrainConfig.from_toml(path, table="train")
+    assert c.batch_size == 32 and c.learning_rate == 5e-4 and c.hidden_weight_decay == (0, 0)
+    assert c.checkpoint == "run.ckpt"
+    path.write_text("batch_size = 32\nepochs = 3\n")
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig.from_toml(path)
+
+
+# ------------------------------------------------------------------------ optimizer
+
+
+def test_flat_adamw_is_torch_adamw():
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.CELU(0.1), torch.nn.Linear(7, 1))
+            for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    mine, ref = nets
+    x = torch.randn(11, 5)
+    flat = FlatAdamW([([mine[0].weight, mine[2].weight], 1e-2, 0.01),
+                      ([mine[0].bias], 1e-2, 0.0), ([mine[2].bias], 3e-3, 0.0)])
+    torch_opt = torch.optim.AdamW([{"params": [ref[0].weight, ref[2].weight]},
+                                   {"params": [ref[0].bias], "weight_decay": 0.0},
+                                   {"params": [ref[2].bias], "weight_decay": 0.0, "lr": 3e-3}],
+                                  lr=1e-2, weight_decay=0.01)
+    for step in range(30):
+        if step == 15:
+            flat.set_scale(0.5)
+            for group in torch_opt.param_groups:
+                group["lr"] *= 0.5
+        flat.zero_grad()
+        mine(x).pow(2).sum().backward()
+        flat.step()
+        torch_opt.zero_grad()
+        ref(x).pow(2).sum().backward()
+        torch_opt.step()
+    for a, b in zip(mine.parameters(), ref.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+    flat.release()
+    assert mine[0].weight.data_ptr() != flat.flat.data_ptr() and mine[0].weight.grad is None
+
+
+def test_plateau_schedule():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = FlatAdamW([([p], 1.0, 0.0)])
+    plateau = Plateau(opt, factor=0.5, patience=2)
+    for loss in (3.0, 2.0, 2.0, 2.5, 2.0):  # 3 epochs without improvement > patience 2
+        plateau.step(loss)
+    assert opt.scale == 0.5 and plateau.bad_epochs == 0
+    plateau.step(1.0)
+    assert plateau.best == 1.0 and opt.scale == 0.5
+
+
+# ------------------------------------------------------------------------ cached layout
+
+
+def test_cached_energies_equal_the_model():
+    """The per-element flat rows (with and without a frozen, cached first layer) give the same
+    energies as the model itself, for mixed sizes and compositions, in any order."""
+    db = make_db(30)
+    model = small_model()
+    model.set_self_energies(SELF)
+    species = model.species_index(db.species)
+    xyz = torch.from_numpy(db.coordinates).float()
+    with torch.no_grad():
+        expected = model(species, xyz) - model.self_energy_sum(species)
+    residual = torch.zeros(len(db), dtype=torch.float64)
+    for frozen in (False, True):
+        for net in model.networks.values():
+            net[0].requires_grad_(not frozen)
+        assert trainable_split(model.networks["H"]) == (2 if frozen else 0)
+        data = CachedEnergies(model, species, xyz, residual)
+        order = np.random.default_rng(1).permutation(len(db))
+        data.shuffle(order, batch_size=7)
+        with torch.no_grad():
+            got = torch.cat([data.energies(a, b) for a, b in data.batches()])
+        assert torch.allclose(got.double(), expected[order], atol=1e-5)
+
+
+# ------------------------------------------------------------------------ fit
+
+
+def test_fit_learns_and_records_history(tmp_path):
+    db = make_db(90)
+    model = small_model()
+    before = rmse_kcal(model, db) if not math.isnan(model.self_energies[0]) else math.inf
+    history = fit(model, db, property="morse", progress=False,
+                  config=TrainConfig(max_epochs=25, batch_size=16, learning_rate=3e-3))
+    assert history.epoch == list(range(1, 26)) and history.stop_reason == "max_epochs"
+    assert len(history.val_rmse) == len(history.train_rmse) == len(history.lr) == 25
+    assert all(math.isnan(x) for x in history.val_force_rmse)
+    assert history.val_rmse[-1] < history.val_rmse[0]
+    assert rmse_kcal(model, db) < before
+    # the self energies were fitted (the model was built without any)
+    assert (model.self_energies != 0).all()
+    # best validation weights restored
+    assert history.val_rmse[history.best_epoch - 1] == min(history.val_rmse)
+    path = tmp_path / "history.json"
+    history.save(path)
+    back = History.load(path)
+    assert back.val_rmse == history.val_rmse and back.best_epoch == history.best_epoch
+
+
+def test_same_seed_same_result_other_seed_differs():
+    db = make_db(40)
+    results = []
+    for seed in (3, 3, 4):
+        model = small_model(seed=0)
+        fit(model, db, property="morse", progress=False,
+            config=TrainConfig(max_epochs=4, seed=seed, batch_size=8))
+        results.append(state(model))
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+    assert not all(torch.equal(results[0][k], results[2][k]) for k in results[0])
+
+
+def test_frozen_parameters_stay_bit_identical():
+    """Layers 0 and -1 frozen (the tutorial's fix_layers([[0, 6]])): they do not move by a bit,
+    weight decay included; the others train."""
+    db = make_db(40)
+    model = small_model()
+    model.set_self_energies(SELF)
+    for net in model.networks.values():
+        net[0].requires_grad_(False)
+        net[4].requires_grad_(False)
+    before = state(model)
+    fit(model, db, property="morse", progress=False,
+        config=TrainConfig(max_epochs=5, weight_decay=0.5, learning_rate=1e-2))
+    after = state(model)
+    for name in before:
+        moved = not torch.equal(before[name], after[name])
+        frozen = ".0." in name or ".4." in name
+        if name.startswith("networks.") and name.split(".")[1] in ("H", "C", "O"):
+            assert moved != frozen, name
+    assert torch.equal(before["self_energies"], after["self_energies"])
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path):
+    db = make_db(40)
+    config = TrainConfig(max_epochs=8, batch_size=8, checkpoint=str(tmp_path / "run.ckpt"),
+                         checkpoint_every=3, resume=True, lr_patience=1)
+    straight = small_model()
+    h_straight = fit(straight, db, property="morse", progress=False,
+                     config=TrainConfig(max_epochs=8, batch_size=8, lr_patience=1))
+
+    class Interrupt(Exception):
+        pass
+
+    def crash(epoch, history, model):
+        if epoch == 7:  # after the checkpoint of epoch 6
+            raise Interrupt
+
+    broken = small_model()
+    with pytest.raises(Interrupt):
+        fit(broken, db, property="morse", progress=False, config=config, callback=crash)
+    resumed = small_model(seed=99)  # different start: everything comes from the checkpoint
+    h_resumed = fit(resumed, db, property="morse", progress=False, config=config)
+    assert h_resumed.epoch == h_straight.epoch
+    assert h_resumed.val_rmse == h_straight.val_rmse and h_resumed.lr == h_straight.lr
+    assert h_resumed.best_epoch == h_straight.best_epoch
+    for k, v in state(straight).items():
+        assert torch.equal(v, state(resumed)[k]), k
+    # a checkpoint of another run is refused
+    with pytest.raises(ConfigError, match="another run"):
+        fit(small_model(), make_db(41), property="morse", progress=False, config=config)
+
+
+def test_stops_at_the_learning_rate_floor():
+    db = make_db(30)
+    history = fit(small_model(), db, property="morse", progress=False,
+                  config=TrainConfig(max_epochs=500, lr_patience=0, lr_factor=0.1, lr_floor=2e-6,
+                                     learning_rate=1e-3))
+    assert history.stop_reason == "lr_floor" and len(history.epoch) < 500
+    assert min(history.lr) >= 2e-6
+
+
+def test_forces_training(tmp_path):
+    db = make_db(30, kinds=("H2O", "CH4"), forces=True)
+    model = small_model()
+    model.set_self_energies(SELF)
+    history = fit(model, db, property="morse", progress=False,
+                  config=TrainConfig(max_epochs=6, force_weight=0.1, learning_rate=3e-3))
+    assert all(np.isfinite(history.val_force_rmse)) and all(np.isfinite(history.train_force_rmse))
+    assert history.val_loss[-1] < history.val_loss[0]
+    with pytest.raises(DataError, match="forces/nothing"):
+        fit(model, db, property="morse", forces="forces/nothing", progress=False,
+            config=TrainConfig(max_epochs=1, force_weight=1.0))
+
+
+def test_explicit_validation_missing_labels_and_hooks():
+    db = make_db(40)
+    energies = db.get("morse").copy()
+    energies[:5] = np.nan
+    db.set("morse", energies)
+    val = make_db(10, seed=5)
+    model = small_model()
+    calls = []
+
+    def penalty(m):
+        calls.append(1)
+        return 0.0 * m.networks["H"][0].weight.sum()
+
+    last = [p for n, p in model.named_parameters() if n.endswith(".4.weight")]
+    before = state(model)
+    with pytest.warns(UserWarning, match="5 of 40"):
+        history = fit(model, db, val, property="morse", progress=False, penalty=penalty,
+                      param_groups=[{"params": last, "lr": 1e-2}],
+                      config=TrainConfig(max_epochs=2, batch_size=16))
+    assert len(calls) == 2 * math.ceil(35 / 16)
+    after = state(model)
+    for name in before:
+        if name.startswith("networks."):
+            assert (name.endswith(".4.weight")) != torch.equal(before[name], after[name]), name
+    assert history.epoch == [1, 2]
+
+
+def test_no_validation_fraction_zero_and_errors():
+    db = make_db(20)
+    history = fit(small_model(), db, property="morse", progress=False,
+                  config=TrainConfig(max_epochs=2, validation_fraction=0.0))
+    assert all(math.isnan(v) for v in history.val_rmse)
+    with pytest.raises(DataError, match="no property"):
+        fit(small_model(), db, property="nothing", progress=False)
+    frozen = small_model()
+    frozen.requires_grad_(False)
+    with pytest.raises(ConfigError, match="no trainable"):
+        fit(frozen, db, property="morse", progress=False)
+
+
+def test_progress_bar_runs(capsys):
+    fit(small_model(), make_db(20), property="morse", progress=True,
+        config=TrainConfig(max_epochs=2))
+    assert "epoch" in capsys.readouterr().err
+
+
+def test_warnings_are_not_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(small_model(), make_db(20), property="morse", progress=False,
+            config=TrainConfig(max_epochs=1))
