@@ -272,7 +272,8 @@ class AEVComputer(torch.nn.Module):
                 mean_d = ((d1 + d2) / 2).view(-1, 1, 1, 1, 1)
                 factor2 = torch.exp(-EtaA * (mean_d - ShfA) ** 2)
                 fcs = (_cutoff_cosine(d1, p.Rca) * _cutoff_cosine(d2, p.Rca)).view(-1, 1, 1, 1, 1)
-                angular = (2 * factor1 * factor2 * fcs).flatten(1)  # (triples, angular_sublength)
+                # small factors first, so that only one product has the full size
+                angular = (factor1 * (factor2 * (2 * fcs))).flatten(1)  # (triples, angular_sub.)
                 slot = self.pair_slot[flat_species[neighbour[n1]], flat_species[neighbour[n2]]]
                 n_pairs = n_sp * (n_sp + 1) // 2
                 out_angular.index_add_(0, c_idx * n_pairs + slot, angular)
