@@ -16,8 +16,8 @@ import torchani
 
 
 def build(data, prefix, symbols):
-    consts = {k: torch.tensor(data[f"aev_{k}"], dtype=torch.float32) for k in ("EtaR", "ShfR", "EtaA", "Zeta", "ShfA",
-                                                            "ShfZ")}
+    names = ("EtaR", "ShfR", "EtaA", "Zeta", "ShfA", "ShfZ")
+    consts = {k: torch.tensor(data[f"aev_{k}"], dtype=torch.float32) for k in names}
     aev = torchani.AEVComputer(float(data["aev_Rcr"]), float(data["aev_Rca"]), consts["EtaR"],
                                consts["ShfR"], consts["EtaA"], consts["Zeta"], consts["ShfA"],
                                consts["ShfZ"], len(symbols))
