@@ -1,7 +1,8 @@
 """MLatom 3.25.5 side of bench/bench_train.py: train MLatom's ANI on energies, exactly as the tutorial does.
 
 Runs inside bench/.mlatom-venv (made by bench/mlatom_env.sh), never with levelup's environment.
-Usage: python _mlatom_train.py INPUT.npz OUTPUT.json SEED [WORKDIR]
+Usage: python _mlatom_train.py INPUT.npz OUTPUT.json --seed S [--workdir DIR] [--threads T]
+       [--max-epochs N]
 
 INPUT.npz holds ``species`` (N, A) atomic numbers (0 padding), ``coordinates`` (N, A, 3) Angstrom and
 ``energies`` (N,) Hartree. All N molecules go to ``ani.train`` (MLatom splits 80/20 at random itself,
@@ -11,9 +12,10 @@ of epochs and the RMSE (kcal/mol). MLatom seeds nothing itself; this script seed
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import sys
+import random
 import time
 
 os.environ.setdefault("MLATOM_NO_VERSION_CHECK", "1")
@@ -28,16 +30,40 @@ if not hasattr(_R, "is_better"):
 
 import mlatom as ml  # noqa: E402
 
+# MLatom rebuilds its optimizer and scheduler when it reloads the best model at the end, so the
+# epochs are counted here: the time of every step of each scheduler, per scheduler instance.
+_STEPS: dict[int, list[float]] = {}
+_step = _R.step
+
+
+def _timed_step(self, *args, **kwargs):
+    _STEPS.setdefault(id(self), []).append(time.perf_counter())
+    return _step(self, *args, **kwargs)
+
+
+_R.step = _timed_step
+
 HARTREE_TO_KCALMOL = 627.509474
 
 
 def main() -> None:
-    src, out, seed = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), int(sys.argv[3])
-    workdir = sys.argv[4] if len(sys.argv) > 4 else os.path.dirname(os.path.abspath(out))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--max-epochs", type=int, default=0, help="0: MLatom's default (1e6)")
+    args = parser.parse_args()
+    src, out, seed = os.path.abspath(args.input), os.path.abspath(args.output), args.seed
+    workdir = args.workdir or os.path.dirname(out)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
     data = np.load(src)
     species, xyz, energies = data["species"], data["coordinates"], data["energies"]
+    random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if (species > 0).all():
@@ -53,9 +79,13 @@ def main() -> None:
         os.remove(model_file)
     ani = ml.models.ani(model_file=model_file, verbose=False)
     t0 = time.perf_counter()
-    ani.train(molecular_database=db, property_to_learn="ref_energy")
+    hyper = {"max_epochs": args.max_epochs} if args.max_epochs else {}
+    ani.train(molecular_database=db, property_to_learn="ref_energy", hyperparameters=hyper)
     t_train = time.perf_counter() - t0
-    epochs = int(ani.AdamW_scheduler.last_epoch)
+    # MLatom validates, steps both schedulers, then trains one epoch: one step per epoch each
+    stamps = max(_STEPS.values(), key=len) if _STEPS else []
+    epochs = len(stamps)
+    epoch_times = np.diff(stamps) if len(stamps) > 1 else np.array([t_train])
     t0 = time.perf_counter()
     ani.predict(molecular_database=db, property_to_predict="ani_energy")
     t_predict = time.perf_counter() - t0
@@ -66,6 +96,7 @@ def main() -> None:
         "train_seconds": t_train,
         "epochs": epochs,
         "seconds_per_epoch": t_train / max(epochs, 1),
+        "median_epoch_seconds": float(np.median(epoch_times)),
         "predict_seconds": t_predict,
         "rmse_kcalmol": rmse,
         "n_molecules": len(energies),

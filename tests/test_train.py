@@ -359,3 +359,32 @@ def test_warnings_are_not_errors():
         warnings.simplefilter("error")
         fit(small_model(), make_db(20), property="morse", progress=False,
             config=TrainConfig(max_epochs=1))
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def test_cli_train_writes_model_and_history(tmp_path, capsys):
+    import dataclasses
+
+    from levelup.cli.main import build_parser, main
+    from levelup.modelfile import load_model
+
+    db = make_db(24, kinds=("H2", "H2O"))
+    db.save(tmp_path / "train.h5")
+    (tmp_path / "study.toml").write_text("[train]\nbatch_size = 4\nlearning_rate = 2e-3\n")
+    out = tmp_path / "model.pt"
+    code = main(["-q", "train", str(tmp_path / "train.h5"), "-o", str(out), "--property", "morse",
+                 "--config", str(tmp_path / "study.toml"), "--epochs", "3", "--batch-size", "6"])
+    assert code == 0
+    assert "trained 3 epochs" in capsys.readouterr().out
+    model = load_model(out)
+    assert model.elements == [1, 8]
+    history = History.load(f"{out}.history.json")
+    assert history.epoch == [1, 2, 3]
+    # every TrainConfig field has its flag
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    dests = {a.dest for a in train_parser._actions}
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= dests
+    assert main(["train", str(tmp_path / "train.h5"), "-o", str(out), "--property", "nope"]) == 1
+    assert "levelup: error: no property 'nope'" in capsys.readouterr().err

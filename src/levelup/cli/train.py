@@ -1,0 +1,134 @@
+"""``levelup train DATABASE -o MODEL --property NAME``: train an ANI model on an energy property of
+a database and write the model file (plus its training history as JSON beside it).
+
+Every training setting of :class:`levelup.TrainConfig` has a flag of the same name
+(``batch_size`` -> ``--batch-size``); ``--config FILE.toml`` reads them from a TOML file (its
+top level or its ``[train]`` table) and flags given on the command line override the file. A new
+model has the elements of the training data and the ANI-1x architecture; ``--init MODEL`` starts
+from an existing model file instead (fine-tuning: see also ``levelup finetune``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ..data import Database
+from ..errors import ConfigError
+from ..train import TrainConfig, fit
+
+EXAMPLE = """examples:
+  levelup train h2.h5 -o h2-hf.pt --property HF/STO-3G
+  levelup train train.h5 -o model.pt --property energy --validation val.h5 --batch-size 32
+  levelup train train.h5 -o model.pt --property energy --config study.toml --checkpoint run.ckpt --resume"""
+
+#: help text of each TrainConfig field (the dataclass comments say why each default is what it is)
+HELP = {
+    "learning_rate": "initial AdamW learning rate (1e-3)",
+    "batch_size": "molecules per optimizer step (8)",
+    "weight_decay": "AdamW weight decay of the first and last Linear layers (1e-2)",
+    "hidden_weight_decay": "weight decay of the hidden Linear layers, 2nd, 3rd and deeper "
+                           "(1e-5 1e-6)",
+    "lr_factor": "multiply the learning rate by this when validation stalls (0.5)",
+    "lr_patience": "epochs without improvement before that (64)",
+    "lr_floor": "stop when the learning rate falls below this (1e-5)",
+    "max_epochs": "hard limit on epochs (10000)",
+    "force_weight": "weight of the force term, Angstrom^2; 0 = energies only (0)",
+    "validation_fraction": "share of DATABASE held out for validation when --validation is not "
+                           "given (0.2)",
+    "seed": "seed of the split, the batch order and a new model's weights (0)",
+    "checkpoint": "write training checkpoints to this file",
+    "checkpoint_every": "epochs between checkpoints (50)",
+    "resume": "continue from --checkpoint if that file exists",
+}
+ALIASES = {"learning_rate": ["--lr"], "max_epochs": ["--epochs"]}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an ANI model on an energy property",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("database", help="training molecules: a levelup database (.h5) or any file "
+                   "ASE reads")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
+    p.add_argument("--property", required=True, metavar="NAME",
+                   help="energy property to learn (Hartree), e.g. HF/STO-3G")
+    p.add_argument("--validation", metavar="FILE", help="validation molecules (default: a random "
+                   "share of DATABASE, see --validation-fraction)")
+    p.add_argument("--forces", metavar="NAME", help="force property used when --force-weight > 0 "
+                   "(default: forces/PROPERTY)")
+    p.add_argument("--init", metavar="MODEL", help="start from this model file instead of a new "
+                   "model")
+    p.add_argument("--config", metavar="TOML", help="training settings from a TOML file")
+    p.add_argument("--history", metavar="JSON", help="where to write the training history "
+                   "(default: MODEL.history.json)")
+    group = p.add_argument_group("training settings (TrainConfig fields)")
+    for f in dataclasses.fields(TrainConfig):
+        flags = [_flag(f.name), *ALIASES.get(f.name, [])]
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": HELP[f.name]}
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.type == "tuple[float, ...]":
+            kwargs.update(type=float, nargs="*", metavar="X")
+        else:
+            kwargs.update(type={"float": float, "int": int}.get(f.type, str), metavar="X"
+                          if f.type in ("float", "int") else "PATH")
+        group.add_argument(*flags, **kwargs)
+    p.set_defaults(func=run)
+
+
+def _read(path: str) -> Database:
+    return Database.load(path) if Path(path).suffix.lower() in (".h5", ".hdf5") else Database.read(
+        path)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from --config (if given) overridden by the flags given."""
+    base = TrainConfig.from_toml(args.config, table=_table(args.config)) if args.config else \
+        TrainConfig()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    return TrainConfig.from_dict({**base.to_dict(), **given})
+
+
+def _table(path: str) -> str | None:
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read training settings from {path}: {exc}") from exc
+    return "train" if "train" in data else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..model import ANIModel
+    from ..modelfile import load_model
+
+    config = config_from_args(args)
+    train = _read(args.database)
+    validation = _read(args.validation) if args.validation else None
+    if args.init:
+        model = load_model(args.init)
+    else:
+        elements = sorted(set(train.elements) | set(validation.elements if validation else []))
+        model = ANIModel(elements, seed=config.seed)
+    history = fit(model, train, validation, property=args.property, config=config,
+                  forces=args.forces, progress=not getattr(args, "quiet", False))
+    metadata = {"trained_on": {"database": str(args.database), "property": args.property,
+                               "molecules": len(train), "validation": args.validation},
+                "train_config": config.to_dict(), "best_epoch": history.best_epoch}
+    model.save(args.output, metadata=metadata)
+    history_path = args.history or f"{args.output}.history.json"
+    history.save(history_path)
+    best = history.best_epoch - 1
+    val = history.val_rmse[best] if history.epoch else float("nan")
+    print(f"{args.output}: trained {len(history.epoch)} epochs ({history.stop_reason}); best epoch "
+          f"{history.best_epoch}: validation RMSE {val:.4f} kcal/mol; history in {history_path}")
+    return 0
