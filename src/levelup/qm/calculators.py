@@ -1,0 +1,392 @@
+"""One molecule -> energy (and forces) with PySCF. The only module that knows Bohr.
+
+Geometries go to PySCF in Angstrom (PySCF converts with its own Bohr constant); gradients come
+back in Hartree/Bohr and are converted here, with that same constant, to forces in
+Hartree/Angstrom.
+
+What makes many small calculations fast: each worker thread keeps, per molecule type (species,
+charge, multiplicity, level), one PySCF ``Mole`` whose basis was parsed once, and moves its atoms
+with ``set_geom_``; the SCF initial guess is PySCF's own default (MINAO) but computed from a
+projection basis built once instead of re-reading the ANO basis file for every molecule; no
+checkpoint files, nothing printed, no background I/O threads in CISD/CCSD. The numbers are those
+of plain PySCF with default settings.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..elements import symbol
+from .levels import Level, basis_ecp
+from .settings import LabelSettings
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to compute for one kind of molecule (everything but the coordinates).
+
+    Attributes:
+        level: the level of theory.
+        species: atomic numbers, (atoms,).
+        charge: total charge.
+        multiplicity: 2S+1.
+        forces: "none", "analytic" or "numerical".
+        settings: convergence settings.
+    """
+
+    level: Level
+    species: tuple[int, ...]
+    charge: int = 0
+    multiplicity: int = 1
+    forces: str = "none"
+    settings: LabelSettings = field(default_factory=LabelSettings)
+
+
+@dataclass
+class Outcome:
+    """The result of one calculation.
+
+    Attributes:
+        energy: total energy, Hartree (NaN when the calculation failed).
+        forces: (atoms, 3) Hartree/Angstrom, or None when not asked or failed.
+        error: None on success, else why the calculation failed (a non-converged SCF, ...).
+        seconds: wall time of the calculation.
+        note: how the SCF converged when it needed a retry ("" for the first attempt).
+    """
+
+    energy: float
+    forces: np.ndarray | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class CalculationFailed(Exception):
+    """Raised inside a calculation when it cannot give a trustworthy number."""
+
+
+def compute(job: Job, coordinates: np.ndarray) -> Outcome:
+    """Energy (and forces) of one molecule. Never raises for a failed calculation: the reason
+    is in ``Outcome.error`` and the energy is NaN.
+
+    Args:
+        job: level, species, charge, multiplicity, forces mode, settings.
+        coordinates: (atoms, 3) Angstrom.
+    """
+    start = time.perf_counter()
+    try:
+        energy, forces, note = _compute(job, np.asarray(coordinates, dtype=np.float64))
+    except CalculationFailed as exc:
+        return Outcome(math.nan, None, str(exc), time.perf_counter() - start)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a PySCF error on one molecule must not stop the run
+        text = " ".join(str(exc).split())[:300]
+        return Outcome(math.nan, None, f"{type(exc).__name__}: {text}", time.perf_counter() - start)
+    return Outcome(energy, forces, None, time.perf_counter() - start, note)
+
+
+def compute_many(job: Job, coordinates: list[np.ndarray]) -> list[Outcome]:
+    """:func:`compute` for several geometries of one kind of molecule (one task on Dask)."""
+    return [compute(job, xyz) for xyz in coordinates]
+
+
+# ---------------------------------------------------------------------------------- systems
+class _System:
+    """A PySCF Mole built once per kind of molecule, and the pieces of its initial guess."""
+
+    def __init__(self, job: Job, coordinates: np.ndarray) -> None:
+        from pyscf import gto
+
+        symbols = [symbol(z) for z in job.species]
+        self.mol = gto.M(
+            atom=list(zip(symbols, coordinates.tolist(), strict=True)),
+            basis=job.level.basis,
+            ecp=basis_ecp(job.level.basis, set(symbols)),
+            charge=job.charge,
+            spin=job.multiplicity - 1,
+            unit="Angstrom",
+            verbose=0,
+        )
+        self.minao = _minao_projection_basis(self.mol)
+
+    def move(self, coordinates: np.ndarray):
+        self.mol.set_geom_(coordinates, unit="Angstrom")
+        return self.mol
+
+
+_local = threading.local()
+_MAX_SYSTEMS = 32  # kinds of molecules kept per thread
+
+
+def _system(job: Job, coordinates: np.ndarray) -> _System:
+    systems = getattr(_local, "systems", None)
+    if systems is None:
+        systems = _local.systems = OrderedDict()
+    key = (job.level.basis, job.species, job.charge, job.multiplicity)
+    found = systems.get(key)
+    if found is None:
+        found = systems[key] = _System(job, coordinates)
+        if len(systems) > _MAX_SYSTEMS:
+            systems.popitem(last=False)
+    else:
+        systems.move_to_end(key)
+        found.move(coordinates)
+    return found
+
+
+# ------------------------------------------------------------------------- initial guess
+def _minao_projection_basis(mol):
+    """The MINAO projection basis (from the ANO set) per element, as PySCF's
+    ``init_guess_by_minao`` builds it; None where that function must be called instead
+    (effective core potentials, super-heavy elements)."""
+    from pyscf import gto
+    from pyscf.scf import atom_hf
+
+    if mol.has_ecp() or any(mol.atom_charge(i) > 96 for i in range(mol.natm)):
+        return None
+    basis, occupations = {}, {}
+    for ia in range(mol.natm):
+        symb = mol.atom_symbol(ia)
+        if symb in basis:
+            continue
+        std = gto.mole._std_symbol(symb)
+        ano = gto.basis.load("ano", std)
+        occ, shells = [], []
+        for l in range(4):
+            n_docc, frac = atom_hf.frac_occ(std, l)
+            occ.append(np.repeat([2.0] * n_docc + [frac], 2 * l + 1))
+            shells.append([l] + [b[:1] + b[1 : n_docc + 2] for b in ano[l][1:]])
+        basis[symb], occupations[symb] = shells, np.hstack(occ)
+    return basis, occupations
+
+
+def _minao_dm(mol, minao):
+    """PySCF's MINAO initial density matrix (identical numbers) without re-parsing the ANO
+    basis file: project the atomic occupations from a prebuilt minimal basis."""
+    from pyscf import gto, lib, scf
+
+    if minao is None:
+        return scf.hf.init_guess_by_minao(mol)
+    basis, occupations = minao
+    pmol = gto.Mole()
+    pmol._atm, pmol._bas, pmol._env = pmol.make_env(mol._atom, basis, [])
+    pmol._built = True
+    occ = np.hstack([occupations[mol.atom_symbol(i)] for i in range(mol.natm)])
+    s22 = mol.intor_symmetric("int1e_ovlp")
+    s21 = gto.intor_cross("int1e_ovlp", mol, pmol)
+    mo = lib.cho_solve(s22, s21, strict_sym_pos=False)  # project_mo_nr2nr(pmol, 1, mol)
+    return lib.tag_array(lib.dot(mo * occ, mo.conj().T), mo_coeff=mo, mo_occ=occ)
+
+
+def initial_guess(mf, minao):
+    """The density matrix PySCF's ``mf.get_init_guess()`` would give (MINAO), made faster."""
+    from pyscf import scf
+
+    mol = mf.mol
+    if isinstance(mf, scf.uhf.UHF):
+        breaker = getattr(scf.uhf, "_break_dm_spin_symm", None)
+        if breaker is None:
+            return mf.get_init_guess()
+        dm = _minao_dm(mol, minao) * 0.5
+        dma, dmb = breaker(mol, (dm, dm), mf.init_guess_breaksym)
+        return np.array((dma, dmb))
+    if isinstance(mf, scf.rohf.ROHF):
+        dm = _minao_dm(mol, minao)
+        return np.array((dm * 0.5, dm * 0.5))
+    if isinstance(mf, scf.hf.RHF):
+        return _minao_dm(mol, minao)
+    return mf.get_init_guess()
+
+
+# ------------------------------------------------------------------------------------ SCF
+def _closed_shell(mol) -> bool:
+    return mol.spin == 0
+
+
+def _new_scf(mol, level: Level, settings: LabelSettings):
+    from pyscf import dft, scf
+
+    closed = _closed_shell(mol)
+    if level.family == "dft":
+        mf = dft.RKS(mol, xc=level.xc) if closed else dft.UKS(mol, xc=level.xc)
+        if settings.grid_level is not None:
+            mf.grids.level = settings.grid_level
+    elif level.family == "fci":
+        mf = scf.RHF(mol)  # ROHF orbitals for open shells; FCI does not depend on them
+    elif level.reference == "rhf":
+        mf = scf.RHF(mol)  # PySCF gives ROHF for open shells
+    elif level.reference == "uhf" or not closed:
+        mf = scf.UHF(mol)
+    else:
+        mf = scf.RHF(mol)
+    mf.verbose = 0
+    mf.chkfile = None  # no checkpoint file per molecule
+    mf.conv_tol = settings.conv_tol
+    mf.max_cycle = settings.max_cycle
+    return mf
+
+
+def run_scf(mol, level: Level, settings: LabelSettings, minao=None, dm0=None):
+    """A converged SCF object, trying harder when the default DIIS fails.
+
+    The ladder: PySCF's default (DIIS from the MINAO guess); then damping 0.5 with a level
+    shift of 0.25 Hartree and twice the cycles; then a second-order (Newton) solver. Each retry
+    starts from the last density. Raises CalculationFailed when all fail.
+
+    Returns (mf, note): note says which retry converged ("" for the first attempt).
+    """
+    mf = _new_scf(mol, level, settings)
+    dm = initial_guess(mf, minao) if dm0 is None else dm0
+    mf.kernel(dm0=dm)
+    if mf.converged:
+        return mf, ""
+    history = [f"DIIS ({settings.max_cycle} cycles, last energy {mf.e_tot:.8f})"]
+    if settings.retries:
+        for name in ("damping 0.5 + level shift 0.25", "second-order (Newton)"):
+            last = mf.make_rdm1() if mf.mo_coeff is not None else dm
+            if not np.all(np.isfinite(last)):
+                last = dm
+            retry = _new_scf(mol, level, settings)
+            if name.startswith("damping"):
+                retry.damp = 0.5
+                retry.level_shift = 0.25
+                retry.diis_start_cycle = 2
+                retry.max_cycle = 2 * settings.max_cycle
+            else:
+                retry = retry.newton()
+            retry.kernel(dm0=last)
+            if retry.converged:
+                return retry, f"SCF converged with {name}"
+            history.append(f"{name} (last energy {retry.e_tot:.8f})")
+            mf = retry
+    raise CalculationFailed("SCF did not converge: tried " + "; ".join(history))
+
+
+# ------------------------------------------------------------------------- energy/forces
+def _compute(job: Job, coordinates: np.ndarray) -> tuple[float, np.ndarray | None, str]:
+    if coordinates.shape != (len(job.species), 3):
+        raise CalculationFailed(f"coordinates have shape {coordinates.shape}; expected "
+                                f"({len(job.species)}, 3)")
+    system = _system(job, coordinates)
+    mol = system.mol
+    if job.forces == "numerical":
+        return _numerical(job, system, coordinates)
+    mf, note = run_scf(mol, job.level, job.settings, system.minao)
+    energy, solver = _correlate(mf, job.level)
+    forces = None
+    if job.forces == "analytic":
+        forces = -_gradient(mf, solver, job.level) / _bohr()  # (atoms, 3) Hartree/Angstrom
+        if not np.all(np.isfinite(forces)):
+            raise CalculationFailed("the analytic gradient is not finite")
+    if not math.isfinite(energy):
+        raise CalculationFailed("the energy is not finite")
+    return energy, forces, note
+
+
+def _bohr() -> float:
+    """Angstrom per Bohr as PySCF uses it, so that gradients convert back consistently with
+    the geometry PySCF was given."""
+    from pyscf.lib import param
+
+    return float(param.BOHR)
+
+
+def _correlate(mf, level: Level):
+    """Total energy (Hartree) at ``level`` on top of converged ``mf``, and the solver object."""
+    family = level.family
+    if family in ("hf", "dft"):
+        return float(mf.e_tot), mf
+    if family == "mp2":
+        from pyscf import mp
+
+        solver = mp.MP2(mf)
+        solver.verbose = 0
+        solver.kernel()
+        return float(solver.e_tot), solver
+    if family == "cisd":
+        from pyscf import ci
+
+        solver = ci.CISD(mf)
+        solver.verbose = 0
+        solver.async_io = False  # a prefetch thread per contraction costs more than it saves here
+        solver.kernel()
+        if not solver.converged:
+            raise CalculationFailed("CISD (Davidson) did not converge")
+        return float(solver.e_tot), solver
+    if family in ("ccsd", "ccsd(t)"):
+        from pyscf import cc
+
+        solver = cc.CCSD(mf)
+        solver.verbose = 0
+        solver.async_io = False
+        solver.kernel()
+        if not solver.converged:
+            raise CalculationFailed("CCSD amplitudes did not converge")
+        energy = float(solver.e_tot)
+        if family == "ccsd(t)":
+            energy += float(solver.ccsd_t())
+        return energy, solver
+    if family == "fci":
+        from pyscf import fci
+
+        solver = fci.FCI(mf)
+        solver.verbose = 0
+        s = (mf.mol.multiplicity - 1) / 2
+        fci.addons.fix_spin_(solver, ss=s * (s + 1))  # the asked spin state, not the lowest
+        energy, _ = solver.kernel()
+        if not getattr(solver, "converged", True):
+            raise CalculationFailed("FCI (Davidson) did not converge")
+        return float(energy), solver
+    raise CalculationFailed(f"unknown method family {family!r}")
+
+
+def _gradient(mf, solver, level: Level) -> np.ndarray:
+    """Analytic nuclear gradient, (atoms, 3) Hartree/Bohr."""
+    family = level.family
+    if family in ("hf", "dft"):
+        grad = mf.nuc_grad_method()
+    elif family == "ccsd(t)":
+        from pyscf import scf
+
+        if isinstance(mf, scf.uhf.UHF):
+            from pyscf.grad import uccsd_t as module
+        else:
+            from pyscf.grad import ccsd_t as module
+        grad = module.Gradients(solver)
+    else:
+        grad = solver.nuc_grad_method()
+    grad.verbose = 0
+    return np.asarray(grad.kernel(), dtype=np.float64)
+
+
+def _numerical(job: Job, system: _System, coordinates: np.ndarray):
+    """Energy and central finite-difference forces: 6N + 1 energies."""
+    mol = system.mol
+    mf, note = run_scf(mol, job.level, job.settings, system.minao)
+    energy, _ = _correlate(mf, job.level)
+    dm_ref = mf.make_rdm1()
+    step = job.settings.fd_step
+    forces = np.zeros_like(coordinates)
+    for atom in range(len(coordinates)):
+        for axis in range(3):
+            values = []
+            for sign in (1.0, -1.0):
+                displaced = coordinates.copy()
+                displaced[atom, axis] += sign * step
+                system.move(displaced)
+                shifted, _ = run_scf(mol, job.level, job.settings, system.minao, dm0=dm_ref)
+                values.append(_correlate(shifted, job.level)[0])
+            forces[atom, axis] = -(values[0] - values[1]) / (2.0 * step)
+    system.move(coordinates)
+    return energy, forces, note

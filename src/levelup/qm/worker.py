@@ -1,0 +1,68 @@
+"""The loop a labelling worker runs: receive (task id, job, coordinates), compute, send back
+(task id, outcome). It runs in a thread of the calling process or in a worker subprocess.
+
+Worker subprocesses are plain ``python -c BOOTSTRAP`` processes talking over two pipes, not
+``multiprocessing`` children: nothing re-imports the user's ``__main__`` script (so scripts need
+no ``if __name__ == "__main__"`` guard), the thread limits are set in the environment before
+numpy and PySCF load, and the bootstrap imports only the modules a calculation needs (not the
+whole ``levelup`` package, whose ``__init__`` may pull in torch): start-up is that of PySCF.
+A worker exits when its task pipe closes, which also happens when the parent is killed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+#: Run with ``python -c BOOTSTRAP SYS_PATH_JSON LEVELUP_DIR TASK_FD RESULT_FD THREADS``.
+BOOTSTRAP = r"""
+import json, signal, sys, types
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
+sys.path[:0] = [p for p in json.loads(sys.argv[1]) if p not in sys.path]
+for name, folder in (("levelup", sys.argv[2]), ("levelup.qm", sys.argv[2] + "/qm")):
+    package = types.ModuleType(name)
+    package.__path__ = [folder]
+    sys.modules[name] = package
+from levelup.qm.worker import main
+main(sys.argv[3:])
+"""
+
+
+def serve(tasks, results) -> None:
+    """Compute tasks from connection ``tasks`` and send outcomes to ``results`` until a None
+    task arrives or ``tasks`` closes."""
+    from .calculators import compute
+
+    while True:
+        try:
+            message = tasks.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        task_id, job, coordinates = message
+        outcome = compute(job, coordinates)
+        try:
+            results.send((task_id, outcome))
+        except OSError:
+            return
+
+
+def main(argv: Sequence[str]) -> None:
+    """Entry point of a worker subprocess: ``TASK_FD RESULT_FD THREADS``."""
+    from multiprocessing.connection import Connection
+
+    task_fd, result_fd, threads = (int(a) for a in argv)
+    from pyscf import gto, lib, scf  # noqa: F401 - imported now, not in the first calculation
+
+    lib.num_threads(threads)
+    tasks = Connection(task_fd, writable=False)
+    results = Connection(result_fd, readable=False)
+    try:
+        serve(tasks, results)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        tasks.close()
+        results.close()
+    sys.exit(0)
