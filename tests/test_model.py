@@ -183,3 +183,35 @@ def test_device_errors(hcno):
         assert m.device.type == "cpu"
     with pytest.raises(ConfigError, match="unknown device"):
         m.predict(hcno, device="abacus")
+
+
+def test_from_networks_checks_inputs(hcno):
+    base = _model(seed=5)
+    nets = {z: base.networks[s] for z, s in zip(base.elements, base.symbols, strict=True)}
+    rebuilt = ANIModel.from_networks(["H", "C", "N", "O"], nets, self_energies=SELF)
+    assert np.array_equal(rebuilt.predict(hcno).energies, base.predict(hcno).energies)
+    with pytest.raises(DataError, match="missing"):
+        ANIModel.from_networks(["H", "C"], {"H": base.networks["H"]})
+    with pytest.raises(DataError, match="takes 384 inputs"):
+        ANIModel.from_networks(["H"], {"H": base.networks["H"]})  # one element: AEV of 48
+
+
+def test_single_member_ensemble_and_hessian_only(hcno):
+    m = _model(seed=6).double()
+    pred = Ensemble([m]).predict(hcno[:2], hessians=True)
+    assert (pred.energies_std == 0).all() and pred.forces is None
+    assert pred.hessians.shape == (2, 3 * hcno[:2].max_atoms, 3 * hcno[:2].max_atoms)
+    assert np.array_equal(pred.energies, m.predict(hcno[:2]).energies)
+
+
+def test_ani2x_preset_model():
+    from levelup.aev import AEVParams
+    from levelup.networks import ANI2X_HIDDEN
+
+    m = ANIModel(["H", "C", "N", "O", "S", "F", "Cl"], aev=AEVParams.ani2x(), hidden=ANI2X_HIDDEN,
+                 seed=0)
+    assert m.networks["Cl"][0].in_features == 1008
+    assert [layer.out_features for layer in m.networks["C"][::2]] == [224, 192, 160, 1]
+    db = Database(np.array([[16, 9, 17, 1]]), np.array([[[0, 0, 0], [1.6, 0, 0], [0, 2.0, 0],
+                                                         [0, 0, 1.3]]]), multiplicities=[2])
+    assert np.isfinite(m.predict(db, forces=True).forces).all()

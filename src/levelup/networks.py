@@ -22,6 +22,17 @@ ANI1X_HIDDEN: dict[str, tuple[int, ...]] = {
     "N": (128, 112, 96),
     "O": (128, 112, 96),
 }
+#: Hidden layer widths of the ANI-2x networks (Devereux et al. 2020), for
+#: ``ANIModel(["H", "C", "N", "O", "S", "F", "Cl"], aev=AEVParams.ani2x(), hidden=ANI2X_HIDDEN)``.
+ANI2X_HIDDEN: dict[str, tuple[int, ...]] = {
+    "H": (256, 192, 160),
+    "C": (224, 192, 160),
+    "N": (192, 160, 128),
+    "O": (192, 160, 128),
+    "S": (160, 128, 96),
+    "F": (160, 128, 96),
+    "Cl": (160, 128, 96),
+}
 #: Hidden layer widths for elements ANI-1x has no network for (the N and O size of ANI-1x).
 OTHER_HIDDEN: tuple[int, ...] = (128, 112, 96)
 #: CELU alpha of ANI-1x and ANI-2x.
