@@ -1,0 +1,242 @@
+"""Transfer-learning tools: freeze, unfreeze, reinitialise, add layers, refit self energies,
+per-layer learning rates and an L2-SP penalty.
+
+Each is a small function on an :class:`~levelup.model.ANIModel` (or every member of an
+:class:`~levelup.model.Ensemble`); compose them, then call :func:`levelup.train.fit`.
+Layers are addressed by their position among the *Linear* layers of each element's network:
+0 is the first, -1 the output layer. (MLatom counts positions in the whole ``nn.Sequential``,
+where Linear layers sit at 0, 2, 4, 6; ``levelup.compat.mlatom`` translates.)
+
+Example, the tutorial's transfer step::
+
+    freeze(model, [0, -1])                         # first and last Linear layers of every element
+    refit_self_energies(model, train, "CISD/cc-pVDZ")
+    fit(model, train, val, property="CISD/cc-pVDZ", config=TrainConfig(learning_rate=1e-4))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Database
+from .elements import atomic_number, symbol
+from .errors import ConfigError, DataError
+from .networks import init_network
+
+Layers = int | Sequence[int] | str
+Elements = str | int | Sequence[str | int] | None
+
+
+def members(model: Any) -> list[Any]:
+    """The ANIModels inside ``model``: itself, or the members of an Ensemble."""
+    return list(getattr(model, "members", [model]))
+
+
+def _networks(model: Any, elements: Elements) -> list[nn.Sequential]:
+    nets = []
+    for member in members(model):
+        if elements is None:
+            chosen = list(member.networks.keys())
+        else:
+            items = [elements] if isinstance(elements, (str, int)) else list(elements)
+            chosen = [symbol(atomic_number(e)) for e in items]
+            missing = [s for s in chosen if s not in member.networks]
+            if missing:
+                raise ConfigError(f"the model has no network for {missing}; it has "
+                                  f"{list(member.networks.keys())}")
+        nets.extend(member.networks[s] for s in chosen)
+    return nets
+
+
+def linear_positions(network: nn.Sequential) -> list[int]:
+    """Positions of the Linear layers inside an element's ``nn.Sequential``."""
+    return [i for i, m in enumerate(network) if isinstance(m, nn.Linear)]
+
+
+def _linears(network: nn.Sequential, layers: Layers) -> list[nn.Linear]:
+    positions = linear_positions(network)
+    if isinstance(layers, str):
+        if layers != "all":
+            raise ConfigError(f"layers must be 'all', an int or a list of ints; got {layers!r}")
+        return [network[p] for p in positions]
+    chosen = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
+    out = []
+    for k in chosen:
+        if not -len(positions) <= int(k) < len(positions):
+            raise ConfigError(f"Linear layer {k} does not exist: this network has "
+                              f"{len(positions)} Linear layers (0..{len(positions) - 1}, or -1 "
+                              "for the output layer)")
+        out.append(network[positions[int(k)]])
+    return out
+
+
+def freeze(model: Any, layers: Layers = "all", elements: Elements = None) -> None:
+    """Stop training of the given Linear layers (weights and biases) of the given elements."""
+    for net in _networks(model, elements):
+        for layer in _linears(net, layers):
+            layer.requires_grad_(False)
+
+
+def unfreeze(model: Any, layers: Layers = "all", elements: Elements = None) -> None:
+    """Let the given Linear layers of the given elements train again."""
+    for net in _networks(model, elements):
+        for layer in _linears(net, layers):
+            layer.requires_grad_(True)
+
+
+def frozen_parameters(model: Any) -> list[str]:
+    """Names of the network parameters that will not train."""
+    return [name for name, p in model.named_parameters() if not p.requires_grad]
+
+
+def _init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
+    init_network(nn.Sequential(layer), generator)  # TorchANI's recipe, as for a new model
+
+
+def reinitialize(model: Any, layers: Layers, elements: Elements = None,
+                 seed: int | None = None) -> None:
+    """Draw fresh weights (Kaiming normal, zero bias) for the given Linear layers."""
+    generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    for net in _networks(model, elements):
+        for layer in _linears(net, layers):
+            _init_linear(layer, generator)
+
+
+def add_layer(model: Any, width: int, before: int = -1, elements: Elements = None,
+              seed: int | None = None) -> None:
+    """Insert a hidden layer (Linear + the network's activation) of ``width`` neurons before
+    Linear layer ``before`` (default: before the output layer).
+
+    The new layer starts random and trainable. The layer after it keeps its pre-trained weights
+    when ``width`` equals its input size; otherwise it is rebuilt (randomly) to take ``width``
+    inputs.
+    """
+    if width < 1:
+        raise ConfigError(f"width must be a positive number of neurons; got {width}")
+    generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    for member in members(model):
+        for sym in list(member.networks.keys()):
+            if elements is not None:
+                wanted = [elements] if isinstance(elements, (str, int)) else list(elements)
+                if sym not in {symbol(atomic_number(e)) for e in wanted}:
+                    continue
+            net = member.networks[sym]
+            positions = linear_positions(net)
+            if not -len(positions) <= before < len(positions) or before % len(positions) == 0:
+                raise ConfigError(f"cannot insert before Linear layer {before}: choose 1.."
+                                  f"{len(positions) - 1} or -1 (the output layer)")
+            pos = positions[before]
+            nxt: nn.Linear = net[pos]
+            ref = next(p for p in net.parameters())
+            activation = next((m for m in net if not isinstance(m, nn.Linear)), nn.CELU(0.1))
+            new = nn.Linear(nxt.in_features, width).to(ref)
+            _init_linear(new, generator)
+            modules = list(net)
+            if width != nxt.in_features:
+                rebuilt = nn.Linear(width, nxt.out_features).to(ref)
+                _init_linear(rebuilt, generator)
+                modules[pos] = rebuilt
+            modules[pos:pos] = [new, type(activation)(**_activation_kwargs(activation))]
+            member.networks[sym] = nn.Sequential(*modules)
+
+
+def _activation_kwargs(activation: nn.Module) -> dict[str, Any]:
+    return {"alpha": activation.alpha} if isinstance(activation, nn.CELU) else {}
+
+
+def replace_output(model: Any, elements: Elements = None, seed: int | None = None) -> None:
+    """Reinitialise the output layer (a fresh linear read-out of the last hidden features)."""
+    reinitialize(model, -1, elements, seed)
+
+
+def parameter_groups(model: Any, learning_rate: float,
+                     factors: dict[int, float] | None = None) -> list[dict[str, Any]]:
+    """Optimizer parameter groups with per-layer learning rates.
+
+    ``factors`` maps a Linear-layer position (0, 1, ..., -1) to a multiplier of ``learning_rate``;
+    layers not named get the plain rate. Frozen parameters are left out.
+    """
+    factors = factors or {}
+    groups: dict[float, list[nn.Parameter]] = {}
+    for member in members(model):
+        for net in member.networks.values():
+            positions = linear_positions(net)
+            for k, pos in enumerate(positions):
+                factor = factors.get(k, factors.get(k - len(positions), 1.0))
+                for p in net[pos].parameters():
+                    if p.requires_grad:
+                        groups.setdefault(learning_rate * factor, []).append(p)
+    return [{"params": ps, "lr": lr} for lr, ps in groups.items()]
+
+
+class L2SP:
+    """L2-SP penalty (Li et al. 2018): ``strength * sum (w - w_pretrained)^2`` over the trainable
+    network weights, pulling fine-tuned weights toward their pre-trained values: a guard
+    against over-fitting a dozen points. Build it right before fine-tuning; pass it to ``fit``
+    as ``penalty=``. ``strength`` is in (kcal/mol)^2 per squared weight, matching the loss."""
+
+    def __init__(self, model: Any, strength: float) -> None:
+        if strength < 0:
+            raise ConfigError(f"L2-SP strength must be >= 0; got {strength}")
+        self.strength = float(strength)
+        self.reference = {name: p.detach().clone() for name, p in model.named_parameters()
+                          if p.requires_grad and "networks" in name}
+
+    def __call__(self, model: Any) -> torch.Tensor:
+        total = None
+        params = dict(model.named_parameters())
+        for name, ref in self.reference.items():
+            term = (params[name] - ref).pow(2).sum()
+            total = term if total is None else total + term
+        if total is None:
+            return torch.zeros(())
+        return self.strength * total
+
+
+def refit_self_energies(model: Any, db: Database, property: str) -> np.ndarray:
+    """Refit the self energies to ``property`` (Hartree) by least squares, keeping the networks:
+    the new self energies are the best per-element constants for ``E - sum of atomic network
+    outputs``. Warns when the compositions in ``db`` cannot determine them (e.g. only water: H
+    and O are not separable); then the minimum-norm solution is used. Returns the new values
+    (Hartree, in ``model.elements`` order; of the last member for an ensemble).
+    """
+    from .selfenergies import fit_self_energies
+
+    energies = np.asarray(db.get(property), dtype=np.float64)
+    keep = np.isfinite(energies)
+    if not keep.any():
+        raise DataError(f"property {property!r} has no values to refit self energies from")
+    sub = db[keep]
+    values = np.zeros(0)
+    for member in members(model):
+        with torch.no_grad():
+            species = member.species_index(sub.species)
+            offsets = member.self_energy_sum(species).cpu().numpy()
+        network_part = member.predict(sub).energies - offsets
+        values = fit_self_energies(sub.species, energies[keep] - network_part, member.elements)
+        member.set_self_energies(values)
+    return values
+
+
+def set_self_energies(model: Any, values: Sequence[float] | dict[Any, float]) -> None:
+    """Set the self energies (Hartree) of a model or of every ensemble member: a sequence in
+    ``model.elements`` order, or a mapping from element (symbol or Z) to energy."""
+    for member in members(model):
+        member.set_self_energies(values)
+
+
+def self_energies_from_atoms(model: Any, level: str, **label_options: Any) -> np.ndarray:
+    """Set the self energies to isolated-atom energies at ``level`` computed with PySCF
+    (Hartree), and return them in ``model.elements`` order. ``label_options`` go to
+    :func:`levelup.qm.atom_energies` (cache, multiplicities, ...)."""
+    from .qm import atom_energies
+
+    elements = members(model)[0].elements
+    table = atom_energies(elements, level, **label_options)
+    set_self_energies(model, table)
+    return np.array([table[z] for z in elements])
