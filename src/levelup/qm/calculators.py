@@ -357,17 +357,69 @@ def _gradient(mf, solver, level: Level) -> np.ndarray:
     if family in ("hf", "dft"):
         grad = mf.nuc_grad_method()
     elif family == "ccsd(t)":
-        from pyscf import scf
-
-        if isinstance(mf, scf.uhf.UHF):
-            from pyscf.grad import uccsd_t as module
-        else:
-            from pyscf.grad import ccsd_t as module
-        grad = module.Gradients(solver)
+        return _ccsd_t_gradient(mf, solver)
     else:
         grad = solver.nuc_grad_method()
     grad.verbose = 0
-    return np.asarray(grad.kernel(), dtype=np.float64)
+    out = np.asarray(grad.kernel(), dtype=np.float64)
+    if getattr(solver, "converged_lambda", True) is False:
+        raise CalculationFailed(f"{level.method} lambda equations did not converge")
+    return out
+
+
+def _ccsd_t_gradient(mf, solver) -> np.ndarray:
+    """CCSD(T) gradient: it needs the (T) lambda amplitudes (the CCSD ones give gradients off
+    by ~1e-4 Hartree/Angstrom)."""
+    from pyscf import scf
+
+    if isinstance(mf, scf.uhf.UHF):
+        from pyscf.cc import uccsd_t_lambda as lambdas
+    else:
+        from pyscf.cc import ccsd_t_lambda as lambdas
+    eris = solver.ao2mo()
+    t1, t2 = solver.t1, solver.t2
+    converged, l1, l2 = lambdas.kernel(solver, eris, t1, t2, verbose=0)
+    if not converged:
+        raise CalculationFailed("CCSD(T) lambda equations did not converge")
+    if isinstance(mf, scf.uhf.UHF):
+        return _uccsd_t_gradient(solver, t1, t2, l1, l2, eris)
+    from pyscf.grad import ccsd_t
+
+    grad = ccsd_t.Gradients(solver)
+    grad.verbose = 0
+    return np.asarray(grad.kernel(t1, t2, l1, l2, eris=eris), dtype=np.float64)
+
+
+def _uccsd_t_gradient(solver, t1, t2, l1, l2, eris) -> np.ndarray:
+    """UCCSD(T) gradient, as ``pyscf.grad.uccsd_t.grad_elec`` but with the virtual-virtual
+    blocks of the two-particle density compressed here, correctly: PySCF 2.14 counts the
+    mixed-spin block twice (pyscf issue 3305, fixed by pyscf PR 3387), which puts its
+    gradients ~1e-3 Hartree/Angstrom off finite differences. Compressing the uncompressed
+    density ourselves gives the right answer with either version."""
+    from pyscf import lib
+    from pyscf.cc import uccsd_t_rdm
+    from pyscf.grad import uccsd as uccsd_grad
+
+    d1 = uccsd_t_rdm._gamma1_intermediates(solver, t1, t2, l1, l2, eris, for_grad=True)
+    d2 = uccsd_t_rdm._gamma2_intermediates(solver, t1, t2, l1, l2, eris, compress_vvvv=False)
+    nvira, nvirb = t2[1].shape[2:]
+    idxa = np.tril_indices(nvira)
+    idxa = idxa[0] * nvira + idxa[1]
+    idxb = np.tril_indices(nvirb)
+    idxb = idxb[0] * nvirb + idxb[1]
+
+    def compress(block, n1, n2, i1, i2):  # (ab|cd) -> lower triangles of ab and cd, symmetrized
+        block = block + block.transpose(1, 0, 2, 3)
+        return lib.take_2d(block.reshape(n1 * n1, n2 * n2), i1, i2) * 0.5
+
+    dvvvv, dvvVV, dVVvv, dVVVV = d2[1]
+    vvvv = (compress(dvvvv, nvira, nvira, idxa, idxa), compress(dvvVV, nvira, nvirb, idxa, idxb),
+            dVVvv, compress(dVVVV, nvirb, nvirb, idxb, idxb))
+    d2 = (d2[0], vvvv, *d2[2:])
+    grad = uccsd_grad.Gradients(solver)
+    grad.verbose = 0
+    de = uccsd_grad.grad_elec(grad, t1, t2, l1, l2, eris, None, d1, d2, verbose=0)
+    return np.asarray(de + grad.grad_nuc(), dtype=np.float64)
 
 
 def _numerical(job: Job, system: _System, coordinates: np.ndarray):
