@@ -96,8 +96,16 @@ def compute(job: Job, coordinates: np.ndarray) -> Outcome:
     return Outcome(energy, forces, None, time.perf_counter() - start, note)
 
 
-def compute_many(job: Job, coordinates: list[np.ndarray]) -> list[Outcome]:
-    """:func:`compute` for several geometries of one kind of molecule (one task on Dask)."""
+def compute_many(job: Job, coordinates: list[np.ndarray], threads: int | None = None
+                 ) -> list[Outcome]:
+    """:func:`compute` for several geometries of one kind of molecule (one task on Dask).
+
+    ``threads`` sets PySCF's OpenMP threads for the calling thread (OpenMP's setting is per
+    thread, so this does not touch other threads of a Dask worker)."""
+    if threads is not None:
+        from pyscf import lib
+
+        lib.num_threads(threads)
     return [compute(job, xyz) for xyz in coordinates]
 
 

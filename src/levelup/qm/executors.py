@@ -289,16 +289,19 @@ class DaskExecutor(Executor):
 
     Molecules are sent in chunks of one kind (``chunk_size`` of them, default: enough for about
     four chunks per Dask thread, at most 32), each chunk a Dask task; labels are committed as
-    each chunk comes back. PySCF's thread count on the workers is left to the cluster's set-up.
+    each chunk comes back. Each Dask thread runs PySCF on ``threads`` OpenMP threads (Dask's
+    model: one task per core).
 
     Args:
         client: a ``dask.distributed.Client``.
         chunk_size: molecules per Dask task.
+        threads: OpenMP threads per Dask task (None leaves the workers' setting).
     """
 
-    def __init__(self, client, chunk_size: int | None = None) -> None:
+    def __init__(self, client, chunk_size: int | None = None, threads: int | None = 1) -> None:
         self.client = client
         self.chunk_size = chunk_size
+        self.threads = threads
         try:
             threads = sum(client.nthreads().values())
         except Exception:  # noqa: BLE001 - an unusual client: assume one thread
@@ -318,7 +321,7 @@ class DaskExecutor(Executor):
         futures = {}
         for job, ids in chunks:
             coords = [np.asarray(tasks[i][1], dtype=np.float64) for i in ids]
-            future = self.client.submit(compute_many, job, coords, pure=False)
+            future = self.client.submit(compute_many, job, coords, self.threads, pure=False)
             futures[future] = ids
         try:
             for future in as_completed(futures):
@@ -352,7 +355,7 @@ def make_executor(executor, workers: int | None, n_tasks: int,
         except ImportError:
             Client = None
         if Client is not None and isinstance(executor, Client):
-            return DaskExecutor(executor), True
+            return DaskExecutor(executor, threads=threads or 1), True
         raise LevelupError(f"executor must be a levelup executor or a dask.distributed.Client; "
                            f"got {type(executor).__name__}")
     for name, value in (("workers", workers), ("threads", threads)):
