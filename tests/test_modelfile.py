@@ -149,6 +149,13 @@ def test_newer_format_version(saved):
         load_model(path)
 
 
+def test_foreign_units(saved):
+    path, data = saved
+    path.write_bytes(_rewrite_header(data, lambda h: h["units"].update(energy="kcal/mol")))
+    with pytest.raises(ModelFileError, match="units"):
+        load_model(path)
+
+
 def test_header_that_does_not_fit_the_tensors(saved):
     path, data = saved
 

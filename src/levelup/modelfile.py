@@ -207,6 +207,10 @@ def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensem
         raise _fail(where, f"truncated or corrupted tensor data ({exc})") from None
     if _checksum(tensors) != header.get("tensors_sha256"):
         raise _fail(where, "corrupted: the tensors do not match the checksum in the header")
+    units = header.get("units") or {}
+    if units.get("length") != LENGTH or units.get("energy") != ENERGY:
+        raise _fail(where, f"units {units} are not levelup's ({LENGTH}, {ENERGY}); this file "
+                    "was not written by levelup or was edited by hand")
     members_spec = header.get("members")
     kind = header.get("kind")
     if not isinstance(members_spec, list) or not members_spec or kind not in ("ANIModel",
