@@ -45,6 +45,13 @@ def test_forces_charge_multiplicity_name_and_own_cache(h2_file, tmp_path, capsys
     db = Database.load(out)
     assert db.get("forces/h2+").shape == (10, 2, 3) and (db.charges == 1).all()
     assert cache.exists() and not (tmp_path / "default-cache").exists()
+    # any format ASE writes, from the cache this time
+    assert main(["--quiet", "label", str(h2_file), "HF/STO-3G", "-o", str(tmp_path / "o.xyz"),
+                 "--forces", "--charge", "1", "--multiplicity", "2", "--name", "h2+",
+                 "--cache", str(cache)]) == 0
+    assert "10 from the cache" in capsys.readouterr().out
+    back = Database.read(tmp_path / "o.xyz")
+    assert len(back) == 10
 
 
 def test_bad_level_is_one_line_error(h2_file, tmp_path, capsys):

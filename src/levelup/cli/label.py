@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="molecules: a levelup database (.h5) or any file ASE reads")
     p.add_argument("level", help='level of theory "method/basis", e.g. HF/STO-3G, CISD/cc-pVDZ')
-    p.add_argument("-o", "--output", required=True, help="labelled database to write (.h5)")
+    p.add_argument("-o", "--output", required=True, help="labelled database to write: .h5 for "
+                   "the native format (keeps the full specification), else any format ASE "
+                   "writes (extxyz for .xyz)")
     p.add_argument("--forces", nargs="?", const="analytic", choices=("analytic", "numerical"),
                    help="also compute forces (analytic gradients; 'numerical' for finite "
                    "differences)")
@@ -80,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-    out.save(args.output)
+    if str(args.output).lower().endswith((".h5", ".hdf5")):
+        out.save(args.output)
+    else:
+        out.write(args.output)
     print(report.summary())
     print(f"wrote {args.output}: {len(out)} molecules, property {report.name!r}"
           + (f" and 'forces/{report.name}'" if args.forces else ""))
