@@ -41,6 +41,15 @@ def test_pool_gives_the_serial_numbers():
         assert parallel[i].ok and parallel[i].energy == pytest.approx(serial[i].energy, abs=1e-10)
 
 
+def test_idle_workers_exit_and_are_replaced():
+    tasks = h2_tasks("HF/STO-3G", 6)
+    with ProcessExecutor(workers=2, threads=1, idle=0.5) as pool:
+        assert len(dict(pool.map(tasks))) == 6
+        process = next(w for w in pool._pool if hasattr(w, "process")).process
+        process.wait(timeout=30)  # exits by itself once idle
+        assert len(dict(pool.map(tasks))) == 6 and all(w.alive() for w in pool._pool)
+
+
 def test_pool_survives_a_killed_worker():
     tasks = h2_tasks("CISD/cc-pVDZ", 30)
     with ProcessExecutor(workers=2, threads=1) as pool:
@@ -61,8 +70,13 @@ def test_executor_choice():
     assert isinstance(ex, SerialExecutor) and owned
     ex, _ = make_executor(None, None, 1)
     assert isinstance(ex, SerialExecutor)  # one task: no pool
-    ex, _ = make_executor(None, 2, 100)
+    ex, owned = make_executor(None, 2, 100)
     assert isinstance(ex, ProcessExecutor) and ex.workers == 2 and ex.threads >= 1
+    assert not owned and make_executor(None, 2, 100)[0] is ex  # shared between calls
+    ex.busy = True  # in use by another thread: a private pool instead
+    private, owned = make_executor(None, 2, 100)
+    assert private is not ex and owned
+    ex.busy = False
     mine = SerialExecutor()
     assert make_executor(mine, 4, 100) == (mine, False)
     with pytest.raises(Exception, match="executor must be"):

@@ -101,7 +101,7 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 class _ProcessWorker:
     """A worker subprocess (see :mod:`levelup.qm.worker`) and its two pipes."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, idle: float | None) -> None:
         import json
         import subprocess
         import sys
@@ -117,7 +117,7 @@ class _ProcessWorker:
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), list(levelup_path)[0],
-                 str(task_r), str(result_w), str(threads)],
+                 str(task_r), str(result_w), str(threads), str(idle or 0)],
                 pass_fds=(task_r, result_w), env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, close_fds=True)
         finally:
@@ -143,6 +143,9 @@ class _ProcessWorker:
             self.process.wait()
         self.results.close()
 
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
     def describe_death(self) -> str:
         code = self.process.poll()
         return f"exit code {code}" if code is not None else "pipe closed"
@@ -151,13 +154,13 @@ class _ProcessWorker:
 class _ThreadWorker:
     """A worker thread in this process: computes while the main thread waits on results."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, idle: float | None) -> None:
         import threading
 
         self.tasks, their_tasks = mp.Pipe(duplex=False)[::-1]
         their_results, self.results = mp.Pipe(duplex=False)[::-1]
         self.thread = threading.Thread(target=_serve_thread,
-                                       args=(their_tasks, their_results, threads),
+                                       args=(their_tasks, their_results, threads, idle),
                                        name="levelup-label-worker", daemon=True)
         self.thread.start()
         self.inflight: deque[int] = deque()
@@ -169,11 +172,14 @@ class _ThreadWorker:
             self.thread.join(timeout)
         self.tasks.close()
 
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
     def describe_death(self) -> str:
         return "worker thread stopped"
 
 
-def _serve_thread(tasks, results, threads: int) -> None:
+def _serve_thread(tasks, results, threads: int, idle: float | None) -> None:
     from pyscf import lib
 
     from .worker import serve
@@ -182,7 +188,7 @@ def _serve_thread(tasks, results, threads: int) -> None:
     # many tiny parallel regions on a busy machine then crawl (measured 40x slower on H2).
     lib.num_threads(threads)
     try:
-        serve(tasks, results)
+        serve(tasks, results, idle)
     finally:
         results.close()
         tasks.close()
@@ -193,34 +199,42 @@ class ProcessExecutor(Executor):
 
     The thread starts computing at once while the subprocesses start (about a second: Python
     and PySCF imports); work is handed out one molecule at a time, so fast workers take more.
-    The subprocesses are kept until :meth:`close` (reuse the executor across calls with
-    ``executor=``) and keep their PySCF set-up between molecules.
+    The workers are kept until :meth:`close` or until they have been idle for ``idle``
+    seconds (then the next :meth:`map` starts fresh ones), and keep their PySCF set-up between
+    molecules.
 
     Args:
         workers: parallel calculations (default: one per core).
         threads: OpenMP/BLAS threads per worker (default: cores // workers, at least 1).
         prefetch: tasks queued per worker beyond the one it computes, so it never waits.
+        idle: seconds a worker waits for work before it exits (None: until :meth:`close`).
     """
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
-                 prefetch: int = 1) -> None:
+                 prefetch: int = 1, idle: float | None = None) -> None:
         cores = available_cores()
         self.workers = int(workers or cores)
         if self.workers < 1:
             raise LevelupError(f"workers must be at least 1; got {workers}")
         self.threads = int(threads or max(1, cores // self.workers))
         self.prefetch = prefetch
+        self.idle = idle
+        self.busy = False
         self._pool: list = []
 
     def start(self) -> None:
-        """Start the workers now rather than at the first :meth:`map`."""
+        """Start the workers now rather than at the first :meth:`map` (and replace any that
+        exited after being idle)."""
         if os.name == "nt":  # pragma: no cover - pipes to subprocesses need POSIX fd passing
             raise LevelupError("the local worker pool needs Linux or macOS; use workers=1 or "
                                "a Dask client on Windows")
+        for worker in [w for w in self._pool if not w.alive()]:
+            self._pool.remove(worker)
+            worker.stop(kill=True, timeout=1.0)
         if not any(isinstance(w, _ThreadWorker) for w in self._pool):
-            self._pool.insert(0, _ThreadWorker(self.threads))
+            self._pool.insert(0, _ThreadWorker(self.threads, self.idle))
         while len(self._pool) < self.workers:
-            self._pool.append(_ProcessWorker(self.threads))
+            self._pool.append(_ProcessWorker(self.threads, self.idle))
 
     def map(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Outcome]]:
         self.start()
@@ -228,6 +242,7 @@ class ProcessExecutor(Executor):
         deaths: dict[int, int] = {}
         done = 0
         clean = False
+        self.busy = True
         try:
             with limited_threads(self.threads):  # for the worker thread in this process
                 for worker in self._pool:
@@ -251,6 +266,7 @@ class ProcessExecutor(Executor):
                         self._fill(worker, queue, tasks)
             clean = True
         finally:
+            self.busy = False
             if not clean:  # interrupted or abandoned: stop the work in progress
                 self.close(kill=True)
 
@@ -260,8 +276,9 @@ class ProcessExecutor(Executor):
         why = worker.describe_death()
         self._pool.remove(worker)
         worker.stop(kill=True)
-        self._pool.append(_ThreadWorker(self.threads) if isinstance(worker, _ThreadWorker)
-                          else _ProcessWorker(self.threads))
+        self._pool.append(_ThreadWorker(self.threads, self.idle)
+                          if isinstance(worker, _ThreadWorker)
+                          else _ProcessWorker(self.threads, self.idle))
         for task_id in reversed(worker.inflight):
             deaths[task_id] = deaths.get(task_id, 0) + 1
             if deaths[task_id] >= 2:
@@ -339,14 +356,45 @@ class DaskExecutor(Executor):
                     future.cancel()
 
 
+#: Seconds the default pool's workers wait for the next ``label()`` call before they exit, so
+#: that back-to-back calls (HF, then CISD) start the workers once.
+SHARED_POOL_IDLE = 60.0
+_shared_pools: dict[tuple[int, int], ProcessExecutor] = {}
+
+
+def shared_pool(workers: int, threads: int) -> ProcessExecutor | None:
+    """The process-wide default pool for ``workers`` x ``threads`` (None while it is busy, e.g.
+    a label() call in another thread). Its workers exit after ``SHARED_POOL_IDLE`` idle seconds
+    and at interpreter exit."""
+    import atexit
+
+    key = (workers, threads)
+    pool = _shared_pools.get(key)
+    if pool is None:
+        for other in _shared_pools.values():
+            other.close()
+        if not _shared_pools:
+            atexit.register(_close_shared_pools)
+        _shared_pools.clear()
+        pool = _shared_pools[key] = ProcessExecutor(workers, threads, idle=SHARED_POOL_IDLE)
+    return None if pool.busy else pool
+
+
+def _close_shared_pools() -> None:
+    for pool in _shared_pools.values():
+        pool.close()
+    _shared_pools.clear()
+
+
 def make_executor(executor, workers: int | None, n_tasks: int,
                   threads: int | None = None) -> tuple[Executor, bool]:
     """The executor to use and whether the caller owns it (must close it).
 
     ``executor`` may be an :class:`Executor`, a ``dask.distributed.Client`` or None: then
-    ``workers`` decides (1 computes in this process, more start a local pool; default one worker
-    per core, never more workers than tasks), with ``threads`` per worker (default: cores //
-    workers, so that workers x threads never exceeds the cores).
+    ``workers`` decides (1 computes in this process, more use the shared local pool, see
+    :func:`shared_pool`; default one worker per core, never more workers than tasks), with
+    ``threads`` per worker (default: cores // workers, so that workers x threads never exceeds
+    the cores).
     """
     if isinstance(executor, Executor):
         return executor, False
@@ -366,4 +414,8 @@ def make_executor(executor, workers: int | None, n_tasks: int,
     n = min(int(workers or cores), max(1, n_tasks))
     if n <= 1:
         return SerialExecutor(threads=threads), True
-    return ProcessExecutor(workers=n, threads=threads or max(1, cores // n)), True
+    threads = threads or max(1, cores // n)
+    pool = shared_pool(n, threads)
+    if pool is None:
+        return ProcessExecutor(workers=n, threads=threads), True
+    return pool, False

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-#: Run with ``python -c BOOTSTRAP SYS_PATH_JSON LEVELUP_DIR TASK_FD RESULT_FD THREADS``.
+#: Run with ``python -c BOOTSTRAP SYS_PATH_JSON LEVELUP_DIR TASK_FD RESULT_FD THREADS IDLE``.
 BOOTSTRAP = r"""
 import json, signal, sys, types
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
@@ -28,13 +28,15 @@ main(sys.argv[3:])
 """
 
 
-def serve(tasks, results) -> None:
+def serve(tasks, results, idle: float | None = None) -> None:
     """Compute tasks from connection ``tasks`` and send outcomes to ``results`` until a None
-    task arrives or ``tasks`` closes."""
+    task arrives, ``tasks`` closes, or (with ``idle``) no task came for ``idle`` seconds."""
     from .calculators import compute
 
     while True:
         try:
+            if idle is not None and not tasks.poll(idle):
+                return
             message = tasks.recv()
         except (EOFError, OSError):
             return
@@ -49,17 +51,19 @@ def serve(tasks, results) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    """Entry point of a worker subprocess: ``TASK_FD RESULT_FD THREADS``."""
+    """Entry point of a worker subprocess: ``TASK_FD RESULT_FD THREADS IDLE_SECONDS`` (0: no
+    idle limit)."""
     from multiprocessing.connection import Connection
 
-    task_fd, result_fd, threads = (int(a) for a in argv)
+    task_fd, result_fd, threads = (int(a) for a in argv[:3])
+    idle = float(argv[3]) or None
     from pyscf import gto, lib, scf  # noqa: F401 - imported now, not in the first calculation
 
     lib.num_threads(threads)
     tasks = Connection(task_fd, writable=False)
     results = Connection(result_fd, readable=False)
     try:
-        serve(tasks, results)
+        serve(tasks, results, idle)
     except KeyboardInterrupt:
         pass
     finally:
