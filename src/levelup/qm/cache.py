@@ -8,6 +8,9 @@ writers (each write is one short transaction) and WAL lets readers go on meanwhi
 
 ``synchronous=NORMAL`` in WAL mode makes every commit durable against a crash or kill of the
 process; only a power cut or OS crash can lose the last few commits (never corrupt the file).
+Only the process that calls ``label()`` touches the cache (workers, local or on Dask, send
+their results back to it), so the file must live on a local disk of that machine: SQLite's WAL
+mode does not work on network file systems.
 
 The default cache is ``platformdirs.user_cache_dir("levelup")/labels.sqlite``, shared by all
 runs; the environment variable ``LEVELUP_CACHE_DIR`` moves it (tests and CI point it at a
