@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The published ANI-1x ensemble ships in the torchani 2.2.4 wheel on PyPI; fetch it once into
+# levelup's cache so that tests and studies never need the network afterwards.
+ANI1X := $(VENV)/.ani1x-fetched
+$(ANI1X): $(STAMP)
+	$(BIN)/levelup --quiet pretrained ani-1x --download-only
+	touch $(ANI1X)
+
 venv: $(STAMP)
 
 demo: $(STAMP)
@@ -23,7 +30,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 
-test: $(STAMP)
+test: $(STAMP) $(ANI1X)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/python -m pytest -q
 

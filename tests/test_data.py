@@ -313,3 +313,13 @@ def test_from_molecules_keeps_properties():
     assert np.isnan(picked.get("F")[2]).all() and picked.properties["F"].per_atom
     with pytest.raises(DataError, match="no molecules"):
         Database.from_molecules([])
+
+
+def test_saved_files_have_ordinary_permissions(tmp_path):
+    import os
+
+    path = tmp_path / "db.h5"
+    h2_scan()[:2].save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

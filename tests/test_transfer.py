@@ -165,3 +165,13 @@ def test_set_self_energies_on_ensemble():
     assert all(float(m.self_energies[0]) == -0.5 for m in ens.members)
     freeze(ens, 0)
     assert all(not m.networks["H"][0].weight.requires_grad for m in ens.members)
+
+
+def test_refit_keeps_elements_absent_from_data():
+    model = ANIModel(["H", "C", "O"], hidden=(4,), seed=0, self_energies=[-0.6, -38.0, -75.0])
+    db = water_and_h2()[:12]  # water only: no carbon
+    db.set("E", model.predict(db).energies + 0.01)
+    with pytest.warns(UserWarning):  # water alone cannot separate H from O
+        values = refit_self_energies(model, db, "E")
+    assert values[1] == -38.0
+    np.testing.assert_allclose(model.predict(db).energies, db.get("E"), atol=1e-9)

@@ -94,26 +94,9 @@ def fit_self_energies(
 def self_energies_from_atoms(elements: Sequence[str | int], level: str, **options: Any
                              ) -> np.ndarray:
     """Isolated-atom energies (Hartree) at ``level`` ("method/basis"), in ``elements`` order,
-    computed with PySCF through :mod:`levelup.qm` (each atom in its ground-state multiplicity).
+    computed with PySCF through :func:`levelup.qm.atom_energies` (each atom in its ground-state
+    multiplicity; ``options`` go there: cache, multiplicities, ...)."""
+    from .qm import atom_energies
 
-    This is a hook: it calls ``levelup.qm.atom_energies(elements, level, **options)``, which
-    returns a mapping element -> energy.
-    """
-    try:
-        from .qm import atom_energies  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise NotImplementedError(
-            "isolated-atom self energies need levelup.qm.atom_energies, which this version of "
-            "levelup lacks; fit them with fit_self_energies or give them explicitly"
-        ) from exc
     table = atom_energies(list(elements), level, **options)
-    out = []
-    for el in elements:
-        z = atomic_number(el)
-        for key in (z, symbol(z), el):
-            if key in table:
-                out.append(float(table[key]))
-                break
-        else:
-            raise DataError(f"levelup.qm.atom_energies gave no energy for {symbol(z)}")
-    return np.array(out, dtype=np.float64)
+    return np.array([table[atomic_number(e)] for e in elements], dtype=np.float64)

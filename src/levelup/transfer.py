@@ -201,9 +201,11 @@ class L2SP:
 def refit_self_energies(model: Any, db: Database, property: str) -> np.ndarray:
     """Refit the self energies to ``property`` (Hartree) by least squares, keeping the networks:
     the new self energies are the best per-element constants for ``E - sum of atomic network
-    outputs``. Warns when the compositions in ``db`` cannot determine them (e.g. only water: H
-    and O are not separable); then the minimum-norm solution is used. Returns the new values
-    (Hartree, in ``model.elements`` order; of the last member for an ensemble).
+    outputs``. Elements absent from ``db`` keep their values (a model pre-trained on CHNO and
+    refitted on water keeps its C and N). Warns when the compositions cannot determine the
+    self energies separately (e.g. only water: H and O are not separable); then the
+    minimum-norm correction to the current values is used. Returns the new values (Hartree,
+    in ``model.elements`` order; of the last member for an ensemble).
     """
     from .selfenergies import fit_self_energies
 
@@ -212,13 +214,16 @@ def refit_self_energies(model: Any, db: Database, property: str) -> np.ndarray:
     if not keep.any():
         raise DataError(f"property {property!r} has no values to refit self energies from")
     sub = db[keep]
+    present = sub.elements
     values = np.zeros(0)
     for member in members(model):
-        with torch.no_grad():
-            species = member.species_index(sub.species)
-            offsets = member.self_energy_sum(species).cpu().numpy()
-        network_part = member.predict(sub).energies - offsets
-        values = fit_self_energies(sub.species, energies[keep] - network_part, member.elements)
+        # the correction to the current self energies, fitted over the elements present;
+        # minimum norm keeps it small (not the absolute values) when it is under-determined
+        residual = energies[keep] - member.predict(sub).energies
+        correction = fit_self_energies(sub.species, residual, present)
+        values = member.self_energies.detach().cpu().double().numpy().copy()
+        for z, c in zip(present, correction, strict=True):
+            values[member.elements.index(z)] += c
         member.set_self_energies(values)
     return values
 
@@ -231,12 +236,11 @@ def set_self_energies(model: Any, values: Sequence[float] | dict[Any, float]) ->
 
 
 def self_energies_from_atoms(model: Any, level: str, **label_options: Any) -> np.ndarray:
-    """Set the self energies to isolated-atom energies at ``level`` computed with PySCF
-    (Hartree), and return them in ``model.elements`` order. ``label_options`` go to
-    :func:`levelup.qm.atom_energies` (cache, multiplicities, ...)."""
-    from .qm import atom_energies
+    """Set the self energies of a model (or every ensemble member) to isolated-atom energies at
+    ``level`` computed with PySCF (Hartree), and return them in ``model.elements`` order.
+    ``label_options`` go to :func:`levelup.qm.atom_energies` (cache, multiplicities, ...)."""
+    from .selfenergies import self_energies_from_atoms as atom_values
 
-    elements = members(model)[0].elements
-    table = atom_energies(elements, level, **label_options)
-    set_self_energies(model, table)
-    return np.array([table[z] for z in elements])
+    values = atom_values(members(model)[0].elements, level, **label_options)
+    set_self_energies(model, values)
+    return values
