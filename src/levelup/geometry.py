@@ -319,7 +319,7 @@ def normal_modes(structure: Any, hessian: np.ndarray) -> NormalModes:
 
 
 def hessian(structure: Any, source: Any, *, step: float = 0.005, cache: Any = None,
-            workers: int | None = 1, progress: bool = False) -> np.ndarray:
+            workers: int | None = None, progress: bool = False) -> np.ndarray:
     """Cartesian Hessian (3A, 3A), Hartree/Angstrom^2, atom-major, of ``structure``.
 
     Args:
