@@ -1,0 +1,1 @@
+"""Compatibility layers that let existing scripts run on levelup unchanged."""
