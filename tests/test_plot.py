@@ -242,3 +242,19 @@ def test_plots_use_no_pyplot_and_work_in_threads(scan):
         from matplotlib import pyplot  # registered with it by levelup
 
         assert pyplot.get_fignums() == []
+
+
+def test_plot_and_report_never_import_pyplot(tmp_path):
+    import subprocess
+
+    code = (
+        "import sys, numpy as np\n"
+        "from levelup.plot import energy_curves, parity, save_figure\n"
+        "from levelup.report import write_run_folder\n"
+        "r = np.linspace(0.5, 5, 20)\n"
+        "f = energy_curves(r, {'a': -1 + 0.1 * r})\n"
+        f"write_run_folder({str(tmp_path)!r}, title='t', metrics={{}}, figures={{'a': f}})\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "a.png").is_file() and (tmp_path / "report.md").is_file()

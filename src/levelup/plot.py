@@ -4,8 +4,9 @@ curves and data-efficiency curves.
 Every function takes arrays (energies in Hartree, the internal unit), returns a
 :class:`matplotlib.figure.Figure` built with the object-oriented API (no pyplot, no global state,
 nothing shown: safe on a headless machine and in threads), and converts to kcal/mol for display.
-:func:`save_figure` writes a figure as PNG and SVG, atomically. In a notebook, display a figure by
-leaving it as the last expression of a cell or with ``IPython.display.display(fig)``.
+:func:`save_figure` writes a figure as PNG and SVG, atomically. In a notebook,
+``IPython.display.display(fig)`` shows it once the inline backend is active (``%matplotlib inline``);
+``IPython.display.Image(path)`` shows a saved PNG in any case.
 
 Example::
 
