@@ -206,19 +206,24 @@ class ProcessExecutor(Executor):
     Args:
         workers: parallel calculations (default: one per core).
         threads: OpenMP/BLAS threads per worker (default: cores // workers, at least 1).
-        prefetch: tasks queued per worker beyond the one it computes, so it never waits.
+        queued: seconds of work kept queued at each worker beyond the task it computes, so
+            that it never waits for this process: at least one task, at most ``max_queued``
+            (many for millisecond tasks, one for long ones, so the last tasks spread evenly).
+        max_queued: the most tasks queued per worker.
         idle: seconds a worker waits for work before it exits (None: until :meth:`close`).
     """
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
-                 prefetch: int = 1, idle: float | None = None) -> None:
+                 queued: float = 0.05, max_queued: int = 8, idle: float | None = None) -> None:
         cores = available_cores()
         self.workers = int(workers or cores)
         if self.workers < 1:
             raise LevelupError(f"workers must be at least 1; got {workers}")
         self.threads = int(threads or max(1, cores // self.workers))
-        self.prefetch = prefetch
+        self.queued = queued
+        self.max_queued = max_queued
         self.idle = idle
+        self._task_seconds: float | None = None  # running mean duration of a task
         self.busy = False
         self._pool: list = []
 
@@ -260,6 +265,7 @@ class ProcessExecutor(Executor):
                             continue
                         worker.inflight.remove(task_id)
                         done += 1
+                        self._observe(outcome.seconds)
                         yield task_id, outcome
                         self._fill(worker, queue, tasks)
                     for worker in self._pool:
@@ -287,8 +293,19 @@ class ProcessExecutor(Executor):
             else:
                 queue.appendleft(task_id)
 
+    def _observe(self, seconds: float) -> None:
+        mean = self._task_seconds
+        self._task_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds
+
+    def _depth(self) -> int:
+        """Tasks to queue per worker beyond the one it computes."""
+        if self._task_seconds is None:
+            return 1
+        return int(min(self.max_queued, max(1, self.queued / max(self._task_seconds, 1e-6))))
+
     def _fill(self, worker, queue: deque, tasks: Sequence[Task]) -> None:
-        while queue and len(worker.inflight) <= self.prefetch:
+        depth = self._depth()
+        while queue and len(worker.inflight) <= depth:
             task_id = queue.popleft()
             job, xyz = tasks[task_id]
             worker.tasks.send((task_id, job, np.asarray(xyz, dtype=np.float64)))
