@@ -24,9 +24,10 @@ WATER = Atoms("OH2", [[0.0, 0.0, 0.0], [0.989, 0.0, 0.0],
                       [0.989 * np.cos(np.radians(100.0)), 0.989 * np.sin(np.radians(100.0)), 0.0]])
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def one_thread():
-    """Training in tests runs on one thread (the test machine is shared); restored after."""
+    """One torch thread in these tests: the test machine is shared, and torch's thread pool
+    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -102,7 +103,7 @@ def cisd_minimum(h2_labels) -> float:
 
 
 @pytest.fixture
-def h2_model(tmp_path, one_thread):
+def h2_model(tmp_path):
     """A model of H2 at CISD/cc-pVDZ: 41 points from 0.5 to 2.5 Angstrom labelled with PySCF,
     a small network trained on all of them.
 
@@ -139,7 +140,7 @@ def test_h2_optimisation_lands_on_the_cisd_minimum(h2_model, h2_labels, record_p
 
 # ---------------------------------------------------------------------------------- NVE water
 @pytest.fixture
-def water_model(tmp_path, one_thread):
+def water_model(tmp_path):
     """A small model of water at HF/STO-3G: 150 random distortions (0.15 Angstrom) of the
     HF/STO-3G minimum labelled with PySCF, energies only."""
     db = random_distortions(WATER, 150, 0.15, seed=0)
@@ -154,7 +155,6 @@ def water_model(tmp_path, one_thread):
     return model
 
 
-@pytest.mark.slow
 def test_water_nve_conserves_energy(water_model, record_property):
     atoms = WATER.copy()
     atoms.calc = LevelupCalculator(water_model)

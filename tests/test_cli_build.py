@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import molecule
 from ase.io import write
@@ -15,6 +16,17 @@ from levelup.cli.main import main
 from levelup.data import Database
 from levelup.geometry import random_distortions
 from levelup.model import ANIModel
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread in these tests: the test machine is shared, and torch's thread pool
+    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 WATER = Atoms("OH2", [[0.0, 0.0, 0.0], [0.989, 0.0, 0.0],
                       [0.989 * np.cos(np.radians(100.0)), 0.989 * np.sin(np.radians(100.0)), 0.0]])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import molecule
 from ase.units import Hartree, kB
@@ -25,6 +26,17 @@ from levelup.geometry import (
     scan_values,
 )
 from levelup.model import ANIModel
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread in these tests: the test machine is shared, and torch's thread pool
+    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 WATER = Atoms("OH2", [[0.0, 0.0, 0.0], [0.989, 0.0, 0.0],
                       [0.989 * np.cos(np.radians(100.0)), 0.989 * np.sin(np.radians(100.0)), 0.0]])
