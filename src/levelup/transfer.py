@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .data import Database
 from .elements import atomic_number, symbol
@@ -196,6 +196,59 @@ class L2SP:
         if total is None:
             return torch.zeros(())
         return self.strength * total
+
+
+class ForceAnchor:
+    """Function-space L2-SP: ``strength * mean |F_model - F_pretrained|^2`` over anchor geometries
+    (forces in kcal/mol/Angstrom, ``strength`` in Angstrom^2, so the penalty is in (kcal/mol)^2
+    like the energy loss).
+
+    Fine-tuning on a dozen high-level energies leaves the surface free wherever there is no
+    point; this penalty keeps the *shape* (forces) of the pre-trained surface there, while the
+    energies at the new points pull the model to the new level. The correction between two
+    levels of theory is smoother than either surface (the premise of delta-learning), so keeping
+    the pre-trained forces where nothing else is known extrapolates far better than keeping the
+    pre-trained weights (:class:`L2SP`). The anchors are geometries the pre-trained model knows,
+    typically its own training set; no labels are needed.
+
+    Build it right before fine-tuning (it records the current model's forces) and pass it to
+    ``fit`` as ``penalty=``. Each call draws ``batch_size`` anchors at random (seeded).
+    """
+
+    def __init__(self, model: Any, anchors: Database, strength: float, batch_size: int = 128,
+                 seed: int = 0) -> None:
+        if strength < 0:
+            raise ConfigError(f"ForceAnchor strength must be >= 0; got {strength}")
+        if len(anchors) == 0:
+            raise DataError("ForceAnchor needs at least one anchor geometry")
+        from .units import HARTREE_TO_KCALMOL
+
+        self.strength = float(strength)
+        self.batch_size = int(batch_size)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.kcal = HARTREE_TO_KCALMOL
+        self.species = model.species_index(anchors.species)
+        self.coordinates = torch.from_numpy(np.array(anchors.coordinates)).to(model.dtype)
+        self.real = (self.species >= 0).unsqueeze(-1)
+        self.reference = torch.cat([
+            self._forces(model, idx, create_graph=False).detach()
+            for idx in torch.arange(len(anchors)).split(1024)])
+
+    def _forces(self, model: Any, idx: Tensor, create_graph: bool) -> Tensor:
+        xyz = self.coordinates[idx].clone().requires_grad_(True)
+        energy = model(self.species[idx], xyz).sum()
+        return -torch.autograd.grad(energy, xyz, create_graph=create_graph)[0]
+
+    def __call__(self, model: Any) -> Tensor:
+        n = self.species.shape[0]
+        if n > self.batch_size:
+            idx = torch.randperm(n, generator=self.generator)[: self.batch_size]
+        else:
+            idx = torch.arange(n)
+        diff = (self._forces(model, idx, create_graph=True) - self.reference[idx]) * self.kcal
+        diff = torch.where(self.real[idx], diff, torch.zeros_like(diff))
+        per_atom = diff.pow(2).sum(-1).sum() / self.real[idx].sum()
+        return self.strength * per_atom.to(torch.float64)
 
 
 def refit_self_energies(model: Any, db: Database, property: str) -> np.ndarray:

@@ -1,14 +1,11 @@
-"""``levelup demo``: the H2 HF/STO-3G -> CISD/cc-pVDZ transfer-learning study of MLatom's tutorial.
-
-Until labelling and training exist, it builds the tutorial's 451 H2 geometries and saves them.
-"""
+"""``levelup demo``: the H2 HF/STO-3G -> CISD/cc-pVDZ transfer-learning study of MLatom's
+tutorial, end to end: labels (cached), pre-training, transfer, scratch and delta baselines,
+plots, metrics.json and report.md in the run folder."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-from ..studies.h2 import h2_scan
 
 EXAMPLE = "example: levelup demo --out runs/demo --seed 0"
 
@@ -18,13 +15,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=EXAMPLE)
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--cache", default=None, help="label cache file (default: the user cache)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..studies.h2 import run_h2_study
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    db = h2_scan()
-    db.save(out / "h2.h5")
-    print(f"built the tutorial's {len(db)} H2 geometries (0.50-5.00 Angstrom) -> {out / 'h2.h5'}")
+    quiet = getattr(args, "quiet", False)
+    metrics = run_h2_study(out, seed=args.seed, cache=args.cache, progress=not quiet,
+                           log=(lambda m: None) if quiet else print)
+    print(f"H2 study (seed {args.seed}) -> {out / 'report.md'}")
+    print(f"{'model':32s} {'RMSE all':>9s} {'0.9-5.0':>8s} {'0.5-2.5':>8s}  kcal/mol")
+    for name, m in metrics["models"].items():
+        print(f"{name:32s} {m['rmse_all_kcalmol']:9.3f} {m['rmse_0.9-5.0_kcalmol']:8.3f} "
+              f"{m['rmse_0.5-2.5_kcalmol']:8.3f}")
     return 0
