@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import time
 
 os.environ.setdefault("MLATOM_NO_VERSION_CHECK", "1")
@@ -101,6 +102,7 @@ def main() -> None:
         "rmse_kcalmol": rmse,
         "n_molecules": len(energies),
         "torch_threads": torch.get_num_threads(),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "versions": {"mlatom": ml.__version__ if hasattr(ml, "__version__") else "3.25.5",
                      "torch": torch.__version__},
     }

@@ -132,7 +132,8 @@ def test_config_from_toml(tmp_path):
 # ------------------------------------------------------------------------ optimizer
 
 
-def test_flat_adamw_is_torch_adamw():
+@pytest.mark.parametrize("bias_lr", [1e-2, 3e-3])  # one rate (fused kernel) or several
+def test_flat_adamw_is_torch_adamw(bias_lr):
     torch.manual_seed(0)
     nets = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.CELU(0.1), torch.nn.Linear(7, 1))
             for _ in range(2)]
@@ -140,10 +141,10 @@ def test_flat_adamw_is_torch_adamw():
     mine, ref = nets
     x = torch.randn(11, 5)
     flat = FlatAdamW([([mine[0].weight, mine[2].weight], 1e-2, 0.01),
-                      ([mine[0].bias], 1e-2, 0.0), ([mine[2].bias], 3e-3, 0.0)])
+                      ([mine[0].bias], 1e-2, 0.0), ([mine[2].bias], bias_lr, 0.0)])
     torch_opt = torch.optim.AdamW([{"params": [ref[0].weight, ref[2].weight]},
                                    {"params": [ref[0].bias], "weight_decay": 0.0},
-                                   {"params": [ref[2].bias], "weight_decay": 0.0, "lr": 3e-3}],
+                                   {"params": [ref[2].bias], "weight_decay": 0.0, "lr": bias_lr}],
                                   lr=1e-2, weight_decay=0.01)
     for step in range(30):
         if step == 15:
@@ -160,6 +161,36 @@ def test_flat_adamw_is_torch_adamw():
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
     flat.release()
     assert mine[0].weight.data_ptr() != flat.flat.data_ptr() and mine[0].weight.grad is None
+
+
+def test_handwritten_gradients_equal_autograd():
+    """levelup.backprop's loss and gradients equal autograd's on the same batch: mixed
+    compositions, a frozen middle layer, and an element absent from a batch."""
+    db = make_db(12, kinds=("H2O", "CH4", "H2O", "H2O"))
+    model = small_model()
+    model.set_self_energies(SELF)
+    model.networks["H"][2].requires_grad_(False)
+    species = model.species_index(db.species)
+    xyz = torch.from_numpy(db.coordinates).float()
+    residual = torch.from_numpy(np.array(db.get("morse"))) - model.self_energy_sum(species)
+    data = CachedEnergies(model, species, xyz, residual)
+    assert data.handwritten
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.grad = torch.full_like(p, 7.0)  # stale values must be overwritten
+    order = np.array([0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 11])  # 2 batches without carbon
+    data.shuffle(order, batch_size=3)
+    for start, stop in data.batches():
+        loss, sq = data.loss_and_gradients(start, stop, 627.5)
+        mine = [p.grad.clone() for p in params]
+        target, w = data.batch_targets(start, stop)
+        diff = (data.energies(start, stop) - target) * 627.5
+        ref_loss = (diff * diff * w).mean()
+        ref = torch.autograd.grad(ref_loss, params, allow_unused=True, materialize_grads=True)
+        assert torch.allclose(loss, ref_loss, rtol=1e-5)
+        assert torch.allclose(sq, (diff * diff).sum(), rtol=1e-5)
+        for a, b in zip(mine, ref, strict=True):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-12)
 
 
 def test_plateau_schedule():

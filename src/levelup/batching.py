@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import backprop
+
 
 def trainable_split(network: nn.Sequential) -> int:
     """Number of leading modules of ``network`` that hold no trainable parameter: those can be
@@ -135,6 +137,51 @@ class CachedEnergies:
                 part = atomic.new_zeros(m).index_add_(0, local[lo:hi], atomic.view(-1))
             out = part if out is None else out + part
         return out
+
+    @property
+    def handwritten(self) -> bool:
+        """True when every network tail is Linear/CELU, so :meth:`loss_and_gradients` applies."""
+        return all(backprop.supported(el.tail) for el in self.elements)
+
+    def loss_and_gradients(self, start: int, stop: int, scale: float) -> tuple[Tensor, Tensor]:
+        """The energy loss of positions start..stop of the current order, and its gradient
+        written into the trainable parameters' ``.grad`` by :mod:`levelup.backprop`.
+
+        Loss: mean over molecules of (scale * (E_pred - E_ref))^2 / sqrt(atoms), the loss of
+        :func:`levelup.train.fit` (scale: kcal/mol per Hartree). Returns (loss, sum of squared
+        errors in scale units), both detached scalars.
+        """
+        m = stop - start
+        energies, passes = None, []
+        for el, (feats, local, bounds, uniform) in zip(self.elements, self._epoch_rows, strict=True):
+            lo, hi = int(bounds[start]), int(bounds[stop])
+            if hi == lo:
+                passes.append(None)
+                continue
+            atomic, saved = backprop.forward(el.tail, feats[lo:hi])  # (atoms of el, 1)
+            if uniform:
+                part = atomic.view(m, uniform).sum(1)
+            else:
+                part = atomic.new_zeros(m).index_add_(0, local[lo:hi], atomic.view(-1))
+            energies = part if energies is None else energies + part
+            passes.append(saved)
+        target, inv_sqrt = self.batch_targets(start, stop)
+        diff = energies - target  # (m,) Hartree
+        sq = diff * diff
+        loss = (sq * inv_sqrt).mean() * scale ** 2
+        grad_e = diff * inv_sqrt * (2 * scale ** 2 / m)  # dL/dE_pred, (m,)
+        for el, (_, local, bounds, uniform), saved in zip(self.elements, self._epoch_rows,
+                                                              passes, strict=True):
+            if saved is None:
+                backprop.zero(el.tail)
+                continue
+            if uniform:
+                grad_rows = grad_e.view(m, 1).expand(m, uniform).reshape(-1, 1)
+            else:
+                lo, hi = int(bounds[start]), int(bounds[stop])
+                grad_rows = grad_e[local[lo:hi]].view(-1, 1)
+            backprop.backward(el.tail, saved, grad_rows)
+        return loss, sq.sum() * scale ** 2
 
     def batch_targets(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
         """(residual targets, 1/sqrt(atoms)) of positions start..stop of the current order."""

@@ -3,12 +3,13 @@ steps with.
 
 Why not ``torch.optim.AdamW``: the networks of an ANI model have many small tensors, and a
 training step on a small batch is mostly fixed per-step overhead. Here every trainable parameter
-becomes a view into one contiguous buffer, and so does its gradient, so a step is seven
-element-wise operations on one vector whatever the number of tensors, and zeroing the gradients
-is one. (Constructing any ``torch.optim`` optimizer also imports ``torch._dynamo``, seconds of
-start-up on a small machine.) The arithmetic is exactly torch's AdamW (Loshchilov and Hutter
-2019): decoupled weight decay ``p *= 1 - lr * wd``, then the bias-corrected Adam update;
-tests/test_train.py checks it against ``torch.optim.AdamW``.
+becomes a view into one contiguous buffer, and so does its gradient, so a step is one call of
+torch's fused Adam kernel on one vector (seven element-wise operations when the learning rates
+differ between groups), whatever the number of tensors. (Constructing any ``torch.optim``
+optimizer also imports ``torch._dynamo``: seconds of start-up on a small machine.) The
+arithmetic is torch's AdamW (Loshchilov and Hutter 2019): decoupled weight decay
+``p *= 1 - lr * wd``, then the bias-corrected Adam update; tests/test_train.py checks it against
+``torch.optim.AdamW``.
 
 Call :meth:`FlatAdamW.release` when done: it gives every parameter its own storage back.
 """
@@ -21,6 +22,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+#: torch's fused Adam kernel (what ``torch.optim.Adam(fused=True)`` calls), when this torch has it
+_FUSED = getattr(torch, "_fused_adam_", None)
 
 
 class FlatAdamW:
@@ -62,6 +66,7 @@ class FlatAdamW:
         self.steps = 0
         self.scale = 1.0
         self._decay: Tensor | None = None
+        self._step_tensor = torch.zeros((), dtype=torch.float32, device=ref.device)
 
     def zero_grad(self) -> None:
         self.grad.zero_()
@@ -74,6 +79,17 @@ class FlatAdamW:
         if self._decay is None:  # 1 - lr * wd, per element; recomputed when the scale changes
             self._decay = 1 - self.base_lr * self.scale * self.weight_decay
         self.flat.mul_(self._decay)
+        if self._lr_uniform is not None and _FUSED is not None:
+            # torch's own fused Adam kernel on the one flat tensor (decay applied above)
+            self._step_tensor.fill_(self.steps)
+            try:
+                _FUSED([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
+                       [self._step_tensor], lr=self._lr_uniform * self.scale, beta1=beta1,
+                       beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False,
+                       maximize=False)
+                return
+            except (RuntimeError, TypeError):  # a torch without this kernel for this dtype
+                pass
         self.exp_avg.lerp_(self.grad, 1 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
         bias1 = 1 - beta1 ** self.steps

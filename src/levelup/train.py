@@ -446,6 +446,7 @@ def _loop(model: torch.nn.Module, config: TrainConfig, train_data: Any, val_data
                unit="epoch", desc="fit", dynamic_ncols=True)
     t0 = time.perf_counter() - t_offset
     epoch, stop = first_epoch - 1, "max_epochs"
+    handwritten = isinstance(train_data, CachedEnergies) and train_data.handwritten
     for epoch in range(first_epoch, config.max_epochs + 1):
         lr = optimizer.scale * config.learning_rate
         if lr < config.lr_floor:
@@ -457,12 +458,17 @@ def _loop(model: torch.nn.Module, config: TrainConfig, train_data: Any, val_data
             train_data.shuffle(torch.randperm(train_data.n, generator=generator).numpy(),
                                config.batch_size)
             for start, end in train_data.batches():
-                target, w = train_data.batch_targets(start, end)
-                loss, sq = _energy_loss(train_data.energies(start, end), target, w)
-                if penalty is not None:
-                    loss = loss + penalty(model)
-                optimizer.zero_grad()
-                loss.backward()
+                if handwritten:  # same loss and gradients, without autograd's overhead
+                    loss, sq = train_data.loss_and_gradients(start, end, KCAL)
+                    if penalty is not None:
+                        penalty(model).backward()  # adds to the gradients just written
+                else:
+                    target, w = train_data.batch_targets(start, end)
+                    loss, sq = _energy_loss(train_data.energies(start, end), target, w)
+                    if penalty is not None:
+                        loss = loss + penalty(model)
+                    optimizer.zero_grad()
+                    loss.backward()
                 optimizer.step()
                 e_sq.append(sq)
         else:
