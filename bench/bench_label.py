@@ -161,17 +161,17 @@ def main() -> None:
         f"after: {', '.join(f'{x:.1f}' for x in load_after)} (the machine is shared with "
         "other sessions: absolute times drift, ratios from one run are what count).",
         "",
-        "Where the time goes in plain PySCF (profile, per geometry): re-reading the basis "
-        "files (gto.M), the MINAO initial guess re-parsing the ANO basis file (~10 ms), a "
-        "checkpoint file written every SCF cycle (~9 ms), and a prefetch thread started per "
-        "CISD contraction. levelup keeps one Mole per kind of molecule and moves its atoms, "
-        "computes the same MINAO guess from a projection basis built once (bit-identical "
-        "density), writes no checkpoint, and turns off CISD's async I/O; the SCF and CISD "
-        "iterations themselves are PySCF's, unchanged, so the energies agree to ~1e-14. "
-        "A neighbour's converged density as initial guess was tried and dropped: it saved "
-        "about one SCF cycle but gave energies up to 9e-9 Ha off the default-guess ones and "
-        "one non-converged SCF at 4.63 Angstrom (stretched RHF is an unstable fixed point of "
-        "the Roothaan iteration).",
+        "Where the time goes in plain PySCF (cProfile, per geometry): parsing the basis-set "
+        "file again in gto.M (~5 ms), parsing the ANO file again for the MINAO initial guess "
+        "(~5-10 ms), writing the checkpoint file at every SCF cycle (~9 ms in all), and a "
+        "prefetch thread started for each CISD contraction. levelup keeps one Mole per kind "
+        "of molecule and moves its atoms (set_geom_), computes the same MINAO guess from a "
+        "projection basis built once (bit-identical density matrix), writes no checkpoint and "
+        "turns off CISD's async I/O; the SCF and CISD iterations are PySCF's own, so the "
+        "energies are identical. Tried and dropped: a neighbour's converged density as the "
+        "initial guess (about one SCF cycle fewer, but energies up to 9e-9 Ha off the "
+        "default-guess ones and one SCF that did not converge at 4.63 Angstrom, where "
+        "stretched RHF is an unstable fixed point of the Roothaan iteration).",
     ])
     print(body)
     if not args.no_write:
