@@ -19,7 +19,6 @@ TUTORIAL = Path(__file__).resolve().parents[1] / "examples" / "mlatom_tutorial.p
 @pytest.mark.slow
 def test_tutorial_runs_through_compat_layer(tmp_path, monkeypatch, h2_labels):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LEVELUP_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)  # MLatom seeds nothing; the test pins torch's global stream
     ns = runpy.run_path(str(TUTORIAL), run_name="__main__")
     db = ns["molDB"]
