@@ -222,8 +222,9 @@ def _compute_pending(work: Database, lvl: Level, mode: str, settings: LabelSetti
     computed = 0
     bar = tqdm(total=len(work), initial=already, desc=lvl.name, unit="mol", disable=not progress,
                dynamic_ncols=True, smoothing=0.05)
+    results = runner.map(tasks)
     try:
-        for t, outcome in runner.map(tasks):
+        for t, outcome in results:
             key = task_keys[t]
             indices = pending[key]
             if outcome.ok:
@@ -244,6 +245,7 @@ def _compute_pending(work: Database, lvl: Level, mode: str, settings: LabelSetti
                     failures[i] = outcome.error or "unknown failure"
             bar.update(len(indices))
     finally:
+        results.close()  # at once, not when the garbage collector gets to it: frees the pool
         bar.close()
         if own:
             runner.close()
