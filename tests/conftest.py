@@ -38,21 +38,15 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def session_label_cache(tmp_path_factory) -> Path:
+    """One label cache file for the whole test session (labels are computed once)."""
+    return tmp_path_factory.getbasetemp() / "labels.sqlite"
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Tests never touch the user's label cache: LEVELUP_CACHE_DIR points to a per-session
-    folder unless a test sets its own. The ANI-1x wheel fetched by `make test` is linked in."""
-    import os
+def _private_label_cache(session_label_cache, monkeypatch):
+    """Tests never write to the user's label cache: the default cache is a session file."""
+    import levelup.qm.cache
 
-    root = tmp_path_factory.getbasetemp() / "levelup-cache"
-    root.mkdir(exist_ok=True)
-    wheels = Path(os.environ.get("LEVELUP_CACHE_DIR", "")) if os.environ.get(
-        "LEVELUP_CACHE_DIR") else None
-    if wheels is None:
-        from platformdirs import user_cache_dir
-
-        wheels = Path(user_cache_dir("levelup"))
-    target = root / "wheels"
-    if (wheels / "wheels").is_dir() and not target.exists():
-        target.symlink_to(wheels / "wheels")
-    monkeypatch.setenv("LEVELUP_CACHE_DIR", str(root))
+    monkeypatch.setattr(levelup.qm.cache, "default_cache_path", lambda: session_label_cache)

@@ -28,12 +28,13 @@ def test_console_script_runs_as_subprocess(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_main_path_as_subprocess(tmp_path):
+def test_demo_main_path_as_subprocess(tmp_path, session_label_cache):
     """The main job end to end, as a user runs it: labels, pre-training, transfer, baselines,
     plots, metrics.json, report.md."""
     out = tmp_path / "demo"
     run = subprocess.run([sys.executable, "-m", "levelup.cli.main", "--quiet", "demo", "--out",
-                          str(out), "--seed", "0"], capture_output=True, text=True, timeout=900)
+                          str(out), "--seed", "0", "--cache", str(session_label_cache)],
+                         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["seed"] == 0 and "labels" in metrics["times_s"]

@@ -217,3 +217,14 @@ def test_pickle_payload_never_runs(tmp_path):
     pickle.loads(pickle.dumps(_Payload(marker))).close()
     assert marker.exists()
     os.remove(marker)
+
+
+def test_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle():
+    import json as _json
+
+    from levelup.modelfile import _raw_header
+
+    header = _json.dumps({"__metadata__": {}}).ljust(0x0F80).encode()
+    data = len(header).to_bytes(8, "little") + header
+    assert data[:1] == b"\x80"
+    assert _raw_header(data, "x") == {"__metadata__": {}}

@@ -132,7 +132,10 @@ def _fail(path: Any, why: str) -> ModelFileError:
 
 def _raw_header(data: bytes, where: Any) -> dict[str, Any]:
     """The safetensors JSON header of ``data``, with errors that say what the file is."""
-    if data[:1] == b"\x80" or data[:2] == b"PK":
+    # a safetensors file is an 8-byte header length, then the JSON header ("{"); a pickle
+    # starts with the PROTO opcode 0x80 and a protocol number, a torch.save zip with "PK"
+    is_safetensors = len(data) > 8 and data[8:9] == b"{"
+    if not is_safetensors and (data[:1] == b"\x80" or data[:2] == b"PK"):
         raise _fail(where, "this is a pickled (torch.save) file, not a levelup model file; "
                     "levelup never unpickles files because unpickling can run code. Rebuild the "
                     "model and save it with model.save()")
