@@ -1,0 +1,188 @@
+"""Benchmark: learning curves of transfer vs scratch vs delta on the H2 study (issue 5).
+
+Run: .venv/bin/python bench/bench_learning_curves.py [--sizes 3 5 12 24] [--seeds 0 1 2]
+     [--epochs N]
+
+For each number n of high-level (CISD/cc-pVDZ) points and each seed, three models learn CISD:
+
+- transfer: levelup's recommended recipe (``finetune`` with the default ``TransferRecipe``),
+  anchored on the 451 pre-training geometries, starting from a model pre-trained on the 451
+  HF/STO-3G energies (pre-trained once per seed, default ``TrainConfig``);
+- scratch: the same architecture trained on the n high-level points only (default TrainConfig);
+- delta: ``fit_delta``: a model of CISD - ANI-HF on the same points, added to the pre-trained model.
+
+RMSE vs CISD (kcal/mol) over all 451 points and over 0.9-5.0 Angstrom, median and min-max over
+the seeds. The points are the same for every seed (the seed changes weight initialisation, the
+pre-training's validation split and the batch order):
+
+- n = 12: the tutorial's split (``tutorial_split``: every 40th geometry, 10 train, 2 validate);
+- otherwise: geometries at indices ``round(linspace(0, 450, n))`` (evenly spaced over
+  0.5-5.0 Angstrom, both ends included); of these points, positions 3, 9, 15, ... (every 6th,
+  starting at the 4th) validate, or the middle one when n < 4; the others train.
+
+Torch runs on one thread (tiny networks train slower on two threads of this loaded 2-core machine).
+Writes the "learning-curves" section of bench/RESULTS.md and bench/learning_curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from results import write_section  # noqa: E402
+
+from levelup.data import Database  # noqa: E402
+from levelup.delta import fit_delta  # noqa: E402
+from levelup.finetune import TransferRecipe, finetune  # noqa: E402
+from levelup.metrics import region_stats  # noqa: E402
+from levelup.model import ANIModel  # noqa: E402
+from levelup.plot import data_efficiency, save_figure  # noqa: E402
+from levelup.qm import label  # noqa: E402
+from levelup.studies.h2 import HIGH, LOW, h2_scan, tutorial_split  # noqa: E402
+from levelup.train import TrainConfig, fit  # noqa: E402
+
+REGIONS = {"all": (-np.inf, np.inf), "0.9-5.0": (0.9, 5.0)}
+MODELS = ("transfer", "scratch", "delta")
+
+
+def split(db: Database, n: int) -> tuple[Database, Database]:
+    """The n high-level points (see the module docstring): (train, validation)."""
+    if n == 12:
+        return tutorial_split(db)
+    idx = np.round(np.linspace(0, len(db) - 1, n)).astype(int)
+    val_pos = np.arange(3, n, 6) if n >= 4 else np.array([n // 2])
+    train_pos = np.setdiff1d(np.arange(n), val_pos)
+    return db[idx[train_pos]], db[idx[val_pos]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 5, 12, 24])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of the recipe's step 2 (default: the recipe's own)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    db = label(label(h2_scan(), LOW, progress=False), HIGH, progress=False)
+    r = db.distance(0, 1)
+    cisd = np.asarray(db.get(HIGH))
+    recipe_kw = {} if args.epochs is None else {"epochs": args.epochs}
+    splits = {n: split(db, n) for n in args.sizes}
+    # rmse[model][region][size] -> list over seeds
+    rmse = {m: {g: {n: [] for n in args.sizes} for g in REGIONS} for m in MODELS}
+    times = {m: {n: [] for n in args.sizes} for m in (*MODELS, "pre-training")}
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        pretrained = ANIModel(["H"], seed=seed)
+        fit(pretrained, db, property=LOW, config=TrainConfig(seed=seed), progress=False)
+        times["pre-training"][args.sizes[0]].append(time.perf_counter() - t0)
+        for n in args.sizes:
+            train, val = splits[n]
+            models = {}
+            t0 = time.perf_counter()
+            models["transfer"], _ = finetune(pretrained, train, val, property=HIGH, anchors=db,
+                                             recipe=TransferRecipe(seed=seed, **recipe_kw),
+                                             progress=False)
+            times["transfer"][n].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            models["scratch"] = ANIModel(["H"], seed=seed + 1)
+            fit(models["scratch"], train, val, property=HIGH, config=TrainConfig(seed=seed),
+                progress=False)
+            times["scratch"][n].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            models["delta"], _ = fit_delta(pretrained, ANIModel(["H"], seed=seed + 2), train, val,
+                                           high=HIGH, config=TrainConfig(seed=seed),
+                                           progress=False)
+            times["delta"][n].append(time.perf_counter() - t0)
+            for name, model in models.items():
+                stats = region_stats(model.predict(db).energies, cisd, r, REGIONS)
+                for g in REGIONS:
+                    rmse[name][g][n].append(float(stats[g]["rmse"]))
+            print(f"seed {seed} n {n}: " + ", ".join(
+                f"{m} {rmse[m]['all'][n][-1]:.2f}/{rmse[m]['0.9-5.0'][n][-1]:.2f}" for m in MODELS),
+                flush=True)
+    wall = time.perf_counter() - t_start
+    (HERE / "_work").mkdir(exist_ok=True)
+    (HERE / "_work" / "learning_curves.json").write_text(json.dumps(
+        {"sizes": args.sizes, "seeds": args.seeds, "rmse": rmse, "times": times}, indent=1,
+        default=str))
+
+    def band(values: dict[int, list[float]]) -> np.ndarray:
+        return np.array([[np.median(values[n]) for n in args.sizes],
+                         [min(values[n]) for n in args.sizes],
+                         [max(values[n]) for n in args.sizes]])
+
+    fig = data_efficiency(args.sizes, {f"{m} ({g} Å)" if g != "all" else f"{m} (all 451)":
+                                       band(rmse[m][g]) for m in MODELS for g in REGIONS},
+                          ylabel="RMSE vs CISD/cc-pVDZ (kcal/mol)",
+                          xlabel="CISD/cc-pVDZ points (train + validation)",
+                          title=f"H2: RMSE vs CISD, median and range of seeds {args.seeds}",
+                          styles={f"{m} (0.9-5.0 Å)": {"linestyle": "--", "color": f"C{i}"}
+                                  for i, m in enumerate(MODELS)}
+                          | {f"{m} (all 451)": {"color": f"C{i}"} for i, m in enumerate(MODELS)})
+    save_figure(fig, HERE / "learning_curves.png", formats=("png",))
+
+    def cell(values: list[float]) -> str:
+        return f"{np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    split_rows = []
+    for n in args.sizes:
+        train, val = splits[n]
+        split_rows.append(f"| {n} | {len(train)} | {len(val)} | "
+                          + ", ".join(f"{x:.2f}" for x in train.distance(0, 1)) + " | "
+                          + ", ".join(f"{x:.2f}" for x in val.distance(0, 1)) + " |")
+    lines = [
+        f"RMSE vs CISD/cc-pVDZ in kcal/mol, median (min-max) over seeds {args.seeds}, over all 451 "
+        "points and over 0.9-5.0 Å. transfer = `finetune` with levelup's recommended "
+        f"`TransferRecipe()`{' with epochs=' + str(args.epochs) if args.epochs else ''} (anchors: "
+        "the 451 pre-training geometries), from a model pre-trained once per seed on the 451 "
+        "HF/STO-3G energies (default `TrainConfig`); scratch = same architecture trained on the "
+        "high-level points only (default `TrainConfig`); delta = `fit_delta` (CISD - ANI-HF, "
+        "default `TrainConfig`) added to the pre-trained model. The seed changes weight "
+        "initialisation, the pre-training's validation split and the batch order, never the "
+        "points. torch on 1 thread.", "",
+        "| points | " + " | ".join(f"{m} all | {m} 0.9-5.0" for m in MODELS) + " |",
+        "|---|" + "---|" * (2 * len(MODELS)),
+    ]
+    for n in args.sizes:
+        lines.append(f"| {n} | " + " | ".join(
+            f"{cell(rmse[m]['all'][n])} | {cell(rmse[m]['0.9-5.0'][n])}" for m in MODELS) + " |")
+    lines += [
+        "", "For comparison, MLatom 3.25's tutorial protocol with the 12 points "
+        "(../shared/reference/anchor.md): transfer 10.95 (10.71-11.87) all, 2.66 (2.61-4.03) "
+        "over 0.9-5.0; scratch 24.68 (19.31-27.20) all.", "",
+        "Points (r in Å; the same for every seed): 12 = the tutorial's split; other n = indices "
+        "`round(linspace(0, 450, n))`, positions 3, 9, 15, ... of those validate (the middle one "
+        "when n < 4).", "",
+        "| points | train | validation | train r | validation r |", "|---|---|---|---|---|",
+        *split_rows, "",
+        "Time per model, seconds (median over seeds): "
+        + "; ".join(f"n={n}: " + ", ".join(f"{m} {np.median(times[m][n]):.1f}" for m in MODELS)
+                    for n in args.sizes)
+        + f"; pre-training {np.median(times['pre-training'][args.sizes[0]]):.1f} per seed. "
+        f"Whole benchmark {wall / 60:.1f} min (machine shared with other jobs).", "",
+        "![learning curves](learning_curves.png)",
+    ]
+    command = "python bench/bench_learning_curves.py"
+    if args.sizes != [3, 5, 12, 24]:
+        command += " --sizes " + " ".join(map(str, args.sizes))
+    if args.seeds != [0, 1, 2]:
+        command += " --seeds " + " ".join(map(str, args.seeds))
+    if args.epochs is not None:
+        command += f" --epochs {args.epochs}"
+    write_section("learning-curves", "H2 learning curves: transfer vs scratch vs delta (issue 5)",
+                  "\n".join(lines), command=command)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
