@@ -46,7 +46,18 @@ def session_label_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _private_label_cache(session_label_cache, monkeypatch):
-    """Tests never write to the user's label cache: the default cache is a session file."""
+    """Tests never write to the user's label cache: the default cache is a session file, unless
+    a test points LEVELUP_CACHE_DIR somewhere itself."""
+    import os
+
     import levelup.qm.cache
 
-    monkeypatch.setattr(levelup.qm.cache, "default_cache_path", lambda: session_label_cache)
+    original = levelup.qm.cache.default_cache_path
+    start = os.environ.get("LEVELUP_CACHE_DIR")
+
+    def default_cache_path():
+        if os.environ.get("LEVELUP_CACHE_DIR") != start:
+            return original()
+        return session_label_cache
+
+    monkeypatch.setattr(levelup.qm.cache, "default_cache_path", default_cache_path)
