@@ -1,0 +1,33 @@
+import numpy as np
+
+from levelup import load_model
+from levelup.cli.main import main
+from levelup.model import ANIModel
+from levelup.studies.h2 import h2_scan
+
+
+def test_finetune_cli_transfers_and_keeps_frozen_layers(tmp_path, capsys):
+    db = h2_scan()[::10]
+    r = db.distance(0, 1)
+    db.set("low", -1.0 + 0.1 * (r - 0.8) ** 2)
+    db.set("high", db.get("low") - 0.03 * r)
+    model = ANIModel(["H"], hidden=(8, 4), seed=0, self_energies=[-0.5])
+    model.save(tmp_path / "pre.pt")
+    db.save(tmp_path / "all.h5")
+    db[::4].save(tmp_path / "few.h5")
+    code = main(["-q", "finetune", str(tmp_path / "pre.pt"), str(tmp_path / "few.h5"), "-o",
+                 str(tmp_path / "tl.pt"), "--property", "high", "--anchors",
+                 str(tmp_path / "all.h5"), "--freeze", "0", "--epochs", "30",
+                 "--polish-iterations", "10"])
+    assert code == 0 and "fine-tuned" in capsys.readouterr().out
+    tuned = load_model(tmp_path / "tl.pt")
+    pre = load_model(tmp_path / "pre.pt")
+    assert np.array_equal(tuned.networks["H"][0].weight.detach(), pre.networks["H"][0].weight.detach())
+    assert not np.array_equal(tuned.networks["H"][2].weight.detach(),
+                              pre.networks["H"][2].weight.detach())
+    few = db[::4]
+    before = np.abs(pre.predict(few).energies - few.get("high")).mean()
+    after = np.abs(tuned.predict(few).energies - few.get("high")).mean()
+    assert after < before
+    assert main(["finetune", str(tmp_path / "pre.pt"), str(tmp_path / "few.h5"), "-o",
+                 str(tmp_path / "x.pt"), "--property", "nope"]) == 1
