@@ -195,7 +195,7 @@ def main() -> None:
 
     load = os.getloadavg()
     h2 = h2_input()
-    same = {"batch_size": 8}  # MLatom's recipe and batch size; TrainConfig's defaults match it
+    same = {"batch_size": 8, "learning_rate": 1e-3, "ema_decay": 0.0}  # TrainConfig.mlatom()
     rows_ml, rows_same, rows_default = [], [], []
     for seed in args.seeds:
         rows_ml.append(run_mlatom(h2, seed, args.threads))

@@ -95,11 +95,14 @@ def rmse_kcal(model: ANIModel, db: Database, prop: str = "morse") -> float:
 # ------------------------------------------------------------------------ TrainConfig
 
 
-def test_config_defaults_are_the_mlatom_recipe():
+def test_config_defaults_and_the_mlatom_recipe():
     c = TrainConfig()
-    assert (c.learning_rate, c.lr_factor, c.lr_patience, c.lr_floor) == (1e-3, 0.5, 64, 1e-5)
-    assert c.validation_fraction == 0.2 and c.force_weight == 0.0 and c.batch_size == 8
+    assert (c.lr_factor, c.lr_patience, c.lr_floor, c.lr_threshold) == (0.5, 64, 1e-5, 0.0)
+    assert c.validation_fraction == 0.2 and c.force_weight == 0.0
     assert TrainConfig.from_dict(c.to_dict()) == c
+    m = TrainConfig.mlatom(seed=3)
+    assert (m.batch_size, m.learning_rate, m.ema_decay, m.seed) == (8, 1e-3, 0.0, 3)
+    assert (m.weight_decay, m.hidden_weight_decay) == (1e-2, (1e-5, 1e-6))
 
 
 def test_config_unknown_key_lists_valid_keys():
@@ -191,6 +194,23 @@ def test_handwritten_gradients_equal_autograd():
         assert torch.allclose(sq, (diff * diff).sum(), rtol=1e-5)
         for a, b in zip(mine, ref, strict=True):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()) + 1e-12)
+
+
+def test_moving_average():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = FlatAdamW([([p], 0.1, 0.0)], ema_decay=0.5)
+    values = []
+    for _ in range(3):
+        p.grad.fill_(-1.0)  # Adam's first steps move each weight by about +lr
+        opt.step()
+        values.append(p.detach().clone())
+    expected = torch.zeros(2)
+    for t, v in enumerate(values, start=1):
+        decay = min(0.5, (1 + t) / (10 + t))
+        expected = decay * expected + (1 - decay) * v
+    with opt.averaged():
+        assert torch.allclose(p.detach(), expected)
+    assert torch.equal(p.detach(), values[-1])
 
 
 def test_plateau_schedule():

@@ -31,48 +31,67 @@ def supported(network: nn.Module) -> bool:
         isinstance(m, (nn.Linear, nn.CELU)) for m in network)
 
 
+#: one layer of a :func:`plan`: ("linear", weight, bias, weight.grad, bias.grad) or
+#: ("celu", alpha); a grad is None for a parameter that is not trained
+Step = tuple
+
+
+def plan(network: nn.Sequential) -> list[Step]:
+    """The layers of ``network`` as plain tuples, read once (module attribute look-ups cost more
+    than the tiny matrix products of a small batch). Take it anew when ``.grad`` buffers change."""
+    out: list[Step] = []
+    for layer in network:
+        if isinstance(layer, nn.Linear):
+            out.append(("linear", layer.weight, layer.bias, _grad(layer.weight),
+                        _grad(layer.bias) if layer.bias is not None else None))
+        else:
+            out.append(("celu", float(layer.alpha)))
+    return out
+
+
 @torch.no_grad()
-def forward(network: nn.Sequential, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+def forward(steps: list[Step], x: Tensor) -> tuple[Tensor, list[Tensor]]:
     """(output (rows, 1), the input of every layer) without recording a graph."""
     saved = []
-    for layer in network:
+    for step in steps:
         saved.append(x)
-        if isinstance(layer, nn.Linear):
-            x = torch.addmm(layer.bias, x, layer.weight.t()) if layer.bias is not None else \
-                x @ layer.weight.t()
+        if step[0] == "linear":
+            x = torch.addmm(step[2], x, step[1].t()) if step[2] is not None else x @ step[1].t()
         else:
-            x = torch.celu(x, layer.alpha)
+            x = torch.celu(x, step[1])
     saved.append(x)
     return x, saved
 
 
 @torch.no_grad()
-def backward(network: nn.Sequential, saved: Sequence[Tensor], grad_out: Tensor) -> None:
-    """Write dL/dparameter into ``.grad`` of every trainable parameter of ``network``, given
-    ``grad_out`` = dL/d(output) (rows, 1) and the inputs saved by :func:`forward`."""
+def backward(steps: list[Step], saved: Sequence[Tensor], grad_out: Tensor) -> None:
+    """Write dL/dparameter into ``.grad`` of every trained parameter, given ``grad_out`` =
+    dL/d(output) (rows, 1) and the inputs saved by :func:`forward`."""
     d = grad_out
-    for k in range(len(network) - 1, -1, -1):
-        layer = network[k]
-        if isinstance(layer, nn.Linear):
-            if _trained(layer.weight):
-                torch.mm(d.t(), saved[k], out=layer.weight.grad)
-            if layer.bias is not None and _trained(layer.bias):
-                torch.sum(d, 0, out=layer.bias.grad)
+    for k in range(len(steps) - 1, -1, -1):
+        step = steps[k]
+        if step[0] == "linear":
+            _, weight, _, grad_w, grad_b = step
+            if grad_w is not None:
+                torch.mm(d.t(), saved[k], out=grad_w)
+            if grad_b is not None:
+                torch.sum(d, 0, out=grad_b)
             if k > 0:
-                d = d @ layer.weight
+                d = d @ weight
         else:  # CELU: derivative min(y / alpha + 1, 1) from its output y
-            d = d * (saved[k + 1] * (1.0 / layer.alpha)).add_(1.0).clamp_(max=1.0)
+            d = d * (saved[k + 1] * (1.0 / step[1])).add_(1.0).clamp_(max=1.0)
 
 
 @torch.no_grad()
-def zero(network: nn.Sequential) -> None:
-    """Zero the gradients of ``network``'s trainable parameters (no atom of its element in a
-    batch)."""
-    for p in network.parameters():
-        if _trained(p):
-            p.grad.zero_()
+def zero(steps: list[Step]) -> None:
+    """Zero the gradients of the trained parameters (no atom of this element in a batch)."""
+    for step in steps:
+        if step[0] == "linear":
+            for grad in step[3:]:
+                if grad is not None:
+                    grad.zero_()
 
 
-def _trained(p: Tensor) -> bool:
+def _grad(p: Tensor) -> Tensor | None:
     # the optimizer gives the parameters it trains a gradient buffer; others get nothing
-    return p.requires_grad and p.grad is not None
+    return p.grad if p.requires_grad and p.grad is not None else None

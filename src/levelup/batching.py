@@ -114,6 +114,8 @@ class CachedEnergies:
             uniform = int(counts[0]) if len(counts) and (counts == counts[0]).all() else 0
             local = torch.from_numpy(np.repeat(np.arange(len(order)) % batch_size, counts))
             self._epoch_rows.append((feats, local, bounds, uniform))
+        if self.handwritten:
+            self._plans = [backprop.plan(el.tail) for el in self.elements]
 
     def batches(self) -> list[tuple[int, int]]:
         """(start, stop) positions, in the current order, of each batch."""
@@ -145,7 +147,8 @@ class CachedEnergies:
 
     def loss_and_gradients(self, start: int, stop: int, scale: float) -> tuple[Tensor, Tensor]:
         """The energy loss of positions start..stop of the current order, and its gradient
-        written into the trainable parameters' ``.grad`` by :mod:`levelup.backprop`.
+        written into the trainable parameters' ``.grad`` by :mod:`levelup.backprop` (the
+        ``.grad`` buffers as they were at the last :meth:`shuffle`).
 
         Loss: mean over molecules of (scale * (E_pred - E_ref))^2 / sqrt(atoms), the loss of
         :func:`levelup.train.fit` (scale: kcal/mol per Hartree). Returns (loss, sum of squared
@@ -153,12 +156,13 @@ class CachedEnergies:
         """
         m = stop - start
         energies, passes = None, []
-        for el, (feats, local, bounds, uniform) in zip(self.elements, self._epoch_rows, strict=True):
+        for plan, (feats, local, bounds, uniform) in zip(self._plans, self._epoch_rows,
+                                                         strict=True):
             lo, hi = int(bounds[start]), int(bounds[stop])
             if hi == lo:
                 passes.append(None)
                 continue
-            atomic, saved = backprop.forward(el.tail, feats[lo:hi])  # (atoms of el, 1)
+            atomic, saved = backprop.forward(plan, feats[lo:hi])  # (atoms of el, 1)
             if uniform:
                 part = atomic.view(m, uniform).sum(1)
             else:
@@ -170,17 +174,17 @@ class CachedEnergies:
         sq = diff * diff
         loss = (sq * inv_sqrt).mean() * scale ** 2
         grad_e = diff * inv_sqrt * (2 * scale ** 2 / m)  # dL/dE_pred, (m,)
-        for el, (_, local, bounds, uniform), saved in zip(self.elements, self._epoch_rows,
-                                                              passes, strict=True):
+        for plan, (_, local, bounds, uniform), saved in zip(self._plans, self._epoch_rows,
+                                                            passes, strict=True):
             if saved is None:
-                backprop.zero(el.tail)
+                backprop.zero(plan)
                 continue
             if uniform:
                 grad_rows = grad_e.view(m, 1).expand(m, uniform).reshape(-1, 1)
             else:
                 lo, hi = int(bounds[start]), int(bounds[stop])
                 grad_rows = grad_e[local[lo:hi]].view(-1, 1)
-            backprop.backward(el.tail, saved, grad_rows)
+            backprop.backward(plan, saved, grad_rows)
         return loss, sq.sum() * scale ** 2
 
     def batch_targets(self, start: int, stop: int) -> tuple[Tensor, Tensor]:

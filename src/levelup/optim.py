@@ -16,8 +16,9 @@ Call :meth:`FlatAdamW.release` when done: it gives every parameter its own stora
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -35,7 +36,8 @@ class FlatAdamW:
     """
 
     def __init__(self, groups: Sequence[tuple[Sequence[Tensor], float, float]],
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 ema_decay: float = 0.0) -> None:
         self.params: list[Tensor] = [p for ps, _, _ in groups for p in ps]
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("a parameter appears in two groups")
@@ -67,13 +69,36 @@ class FlatAdamW:
         self.scale = 1.0
         self._decay: Tensor | None = None
         self._step_tensor = torch.zeros((), dtype=torch.float32, device=ref.device)
+        self.ema_decay = ema_decay
+        #: exponential moving average of the parameters (None without ``ema_decay``)
+        self.ema = self.flat.clone() if ema_decay > 0 else None
 
     def zero_grad(self) -> None:
         self.grad.zero_()
 
     @torch.no_grad()
     def step(self) -> None:
-        """One AdamW update from the gradients accumulated in the parameters' ``.grad``."""
+        """One AdamW update from the gradients in the parameters' ``.grad``, then the moving
+        average (with TensorFlow's warm-up: decay min(ema_decay, (1 + t) / (10 + t)))."""
+        self._update()
+        if self.ema is not None:
+            decay = min(self.ema_decay, (1 + self.steps) / (10 + self.steps))
+            self.ema.lerp_(self.flat, 1 - decay)
+
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside, the parameters hold the moving average (no-op without one)."""
+        if self.ema is None:
+            yield
+            return
+        current = self.flat.clone()
+        self.flat.copy_(self.ema)
+        try:
+            yield
+        finally:
+            self.flat.copy_(current)
+
+    def _update(self) -> None:
         beta1, beta2 = self.betas
         self.steps += 1
         if self._decay is None:  # 1 - lr * wd, per element; recomputed when the scale changes
@@ -117,7 +142,8 @@ class FlatAdamW:
 
     def state_dict(self) -> dict[str, Any]:
         return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(),
-                "steps": self.steps, "scale": self.scale}
+                "steps": self.steps, "scale": self.scale,
+                "ema": None if self.ema is None else self.ema.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["exp_avg"].shape != self.exp_avg.shape:
@@ -125,21 +151,25 @@ class FlatAdamW:
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
         self.steps = int(state["steps"])
+        if self.ema is not None:
+            self.ema.copy_(state["ema"])
         self.set_scale(float(state["scale"]))
 
 
 class Plateau:
-    """Reduce-on-plateau (as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` with threshold 0):
-    after more than ``patience`` epochs without a loss below the best so far, multiply the
-    optimizer's learning-rate scale by ``factor``."""
+    """Reduce-on-plateau, as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (mode "min",
+    relative threshold): after more than ``patience`` epochs without a loss below
+    ``best * (1 - threshold)``, multiply the optimizer's learning-rate scale by ``factor``."""
 
-    def __init__(self, optimizer: FlatAdamW, factor: float, patience: int) -> None:
+    def __init__(self, optimizer: FlatAdamW, factor: float, patience: int,
+                 threshold: float = 0.0) -> None:
         self.optimizer, self.factor, self.patience = optimizer, factor, patience
+        self.threshold = threshold
         self.best = math.inf
         self.bad_epochs = 0
 
     def step(self, loss: float) -> None:
-        if loss < self.best:
+        if loss < self.best * (1 - self.threshold):
             self.best, self.bad_epochs = loss, 0
         else:
             self.bad_epochs += 1

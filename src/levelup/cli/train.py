@@ -26,13 +26,16 @@ EXAMPLE = """examples:
 
 #: help text of each TrainConfig field (the dataclass comments say why each default is what it is)
 HELP = {
-    "learning_rate": "initial AdamW learning rate (1e-3)",
-    "batch_size": "molecules per optimizer step (8)",
+    "learning_rate": "initial AdamW learning rate (3e-3)",
+    "batch_size": "molecules per optimizer step (32)",
     "weight_decay": "AdamW weight decay of the first and last Linear layers (1e-2)",
     "hidden_weight_decay": "weight decay of the hidden Linear layers, 2nd, 3rd and deeper "
                            "(1e-5 1e-6)",
+    "ema_decay": "validate and keep a moving average of the weights with this decay per step "
+                 "(0.99; 0: off)",
     "lr_factor": "multiply the learning rate by this when validation stalls (0.5)",
     "lr_patience": "epochs without improvement before that (64)",
+    "lr_threshold": "relative validation improvement that resets the patience (0)",
     "lr_floor": "stop when the learning rate falls below this (1e-5)",
     "max_epochs": "hard limit on epochs (10000)",
     "force_weight": "weight of the force term, Angstrom^2; 0 = energies only (0)",
