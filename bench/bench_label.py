@@ -155,7 +155,9 @@ def main() -> None:
         "",
         *lines,
         "",
-        f"Best of {args.repeat} alternating runs per configuration. Largest |E(levelup) - "
+        f"Best of {args.repeat} alternating runs per configuration; every run's total, s: "
+        + "; ".join(f"{key} " + ", ".join(f"{sum(r.values()):.2f}" for r in times[key])
+                    for key in rows) + ". Largest |E(levelup) - "
         f"E(plain PySCF)| over both levels, Hartree: {', '.join(diffs)}.",
         f"Load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; "
         f"after: {', '.join(f'{x:.1f}' for x in load_after)} (the machine is shared with "
