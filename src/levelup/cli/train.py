@@ -26,8 +26,8 @@ EXAMPLE = """examples:
 
 #: help text of each TrainConfig field (the dataclass comments say why each default is what it is)
 HELP = {
-    "learning_rate": "initial AdamW learning rate (3e-3)",
-    "batch_size": "molecules per optimizer step (32)",
+    "learning_rate": "initial AdamW learning rate (2e-3)",
+    "batch_size": "molecules per optimizer step (16)",
     "weight_decay": "AdamW weight decay of the first and last Linear layers (1e-2)",
     "hidden_weight_decay": "weight decay of the hidden Linear layers, 2nd, 3rd and deeper "
                            "(1e-5 1e-6)",
