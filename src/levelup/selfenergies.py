@@ -75,7 +75,9 @@ def fit_self_energies(
     solution, _, rank, singular = np.linalg.lstsq(counts, e, rcond=None)
     n = counts.shape[1]
     if rank < n:
-        _, _, vt = np.linalg.svd(counts, full_matrices=True)
+        # the (elements x elements) normal matrix has the same null space as counts, without the
+        # molecules^2 memory of a full SVD of counts
+        _, _, vt = np.linalg.svd(counts.T @ counts)
         null = vt[rank:]  # directions the data cannot see
         loose = [symbol(atomic_number(el)) for el, col in zip(elements, null.T, strict=True)
                  if np.abs(col).max() > 1e-8]
