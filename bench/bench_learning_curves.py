@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,7 @@ from levelup.plot import data_efficiency, save_figure  # noqa: E402
 from levelup.qm import label  # noqa: E402
 from levelup.studies.h2 import HIGH, LOW, h2_scan, tutorial_split  # noqa: E402
 from levelup.train import TrainConfig, fit  # noqa: E402
+from levelup.units import HARTREE_TO_KCALMOL  # noqa: E402
 
 REGIONS = {"all": (-np.inf, np.inf), "0.9-5.0": (0.9, 5.0)}
 MODELS = ("transfer", "scratch", "delta")
@@ -61,6 +63,16 @@ def split(db: Database, n: int) -> tuple[Database, Database]:
     val_pos = np.arange(3, n, 6) if n >= 4 else np.array([n // 2])
     train_pos = np.setdiff1d(np.arange(n), val_pos)
     return db[idx[train_pos]], db[idx[val_pos]]
+
+
+def git_revision() -> str:
+    """HEAD's short hash, with "+ uncommitted changes in src/" when src/ differs from it."""
+    root = HERE.parent
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                          text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=root, capture_output=True,
+                           text=True).stdout.strip()
+    return head + (" + uncommitted changes in src/" if dirty else "")
 
 
 def main() -> None:
@@ -80,6 +92,7 @@ def main() -> None:
     # rmse[model][region][size] -> list over seeds
     rmse = {m: {g: {n: [] for n in args.sizes} for g in REGIONS} for m in MODELS}
     times = {m: {n: [] for n in args.sizes} for m in (*MODELS, "pre-training")}
+    fit_rmse = {m: {n: [] for n in args.sizes} for m in MODELS}  # on the training points
     for seed in args.seeds:
         t0 = time.perf_counter()
         pretrained = ANIModel(["H"], seed=seed)
@@ -107,13 +120,17 @@ def main() -> None:
                 stats = region_stats(model.predict(db).energies, cisd, r, REGIONS)
                 for g in REGIONS:
                     rmse[name][g][n].append(float(stats[g]["rmse"]))
+                fit_rmse[name][n].append(float(np.sqrt(np.mean(
+                    (model.predict(train).energies - np.asarray(train.get(HIGH))) ** 2))
+                    * HARTREE_TO_KCALMOL))
             print(f"seed {seed} n {n}: " + ", ".join(
                 f"{m} {rmse[m]['all'][n][-1]:.2f}/{rmse[m]['0.9-5.0'][n][-1]:.2f}" for m in MODELS),
                 flush=True)
     wall = time.perf_counter() - t_start
     (HERE / "_work").mkdir(exist_ok=True)
     (HERE / "_work" / "learning_curves.json").write_text(json.dumps(
-        {"sizes": args.sizes, "seeds": args.seeds, "rmse": rmse, "times": times}, indent=1,
+        {"sizes": args.sizes, "seeds": args.seeds, "rmse": rmse, "fit_rmse": fit_rmse,
+         "times": times, "revision": git_revision()}, indent=1,
         default=str))
 
     def band(values: dict[int, list[float]]) -> np.ndarray:
@@ -149,7 +166,7 @@ def main() -> None:
         "high-level points only (default `TrainConfig`); delta = `fit_delta` (CISD - ANI-HF, "
         "default `TrainConfig`) added to the pre-trained model. The seed changes weight "
         "initialisation, the pre-training's validation split and the batch order, never the "
-        "points. torch on 1 thread.", "",
+        f"points. torch on 1 thread. levelup at commit {git_revision()}.", "",
         "| points | " + " | ".join(f"{m} all | {m} 0.9-5.0" for m in MODELS) + " |",
         "|---|" + "---|" * (2 * len(MODELS)),
     ]
@@ -157,7 +174,11 @@ def main() -> None:
         lines.append(f"| {n} | " + " | ".join(
             f"{cell(rmse[m]['all'][n])} | {cell(rmse[m]['0.9-5.0'][n])}" for m in MODELS) + " |")
     lines += [
-        "", "For comparison, MLatom 3.25's tutorial protocol with the 12 points "
+        "", "RMSE on the training points themselves (median over seeds; how closely each model "
+        "fits what it was given): " + "; ".join(
+            f"n={n}: " + ", ".join(f"{m} {np.median(fit_rmse[m][n]):.2f}" for m in MODELS)
+            for n in args.sizes) + ".", "",
+        "For comparison, MLatom 3.25's tutorial protocol with the 12 points "
         "(../shared/reference/anchor.md): transfer 10.95 (10.71-11.87) all, 2.66 (2.61-4.03) "
         "over 0.9-5.0; scratch 24.68 (19.31-27.20) all.", "",
         "Points (r in Å; the same for every seed): 12 = the tutorial's split; other n = indices "
