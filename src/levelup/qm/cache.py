@@ -115,10 +115,19 @@ class LabelCache:
             self._db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout = 120000")
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.executescript(SCHEMA)
+            # two processes creating one cache at the same moment: switching to WAL takes an
+            # exclusive lock and SQLite reports "locked" at once instead of waiting; retry
+            for attempt in range(100):
+                try:
+                    if self.path != ":memory:":
+                        self._db.execute("PRAGMA journal_mode = WAL")
+                    self._db.execute("PRAGMA synchronous = NORMAL")
+                    self._db.executescript(SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == 99:
+                        raise
+                    time.sleep(0.05)
         except sqlite3.DatabaseError as exc:
             raise LevelupError(
                 f"cannot use {self.path} as a label cache ({exc}); point --cache / cache= at "
