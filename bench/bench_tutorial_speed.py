@@ -121,17 +121,19 @@ def main() -> None:
     if args.report_only:
         state = json.loads(saved.read_text())
         runs, load, revision = state["runs"], state["load"], state["revision"]
+        extra = state.get("what_if", [])
         for run in runs.values():
             run["energies"] = {k: np.asarray(v) for k, v in run["energies"].items()}
     else:
-        runs, revision = measure(args), git_revision()
+        revision = git_revision()
+        runs = measure(args)
         load = runs.pop("_load")
+        extra = [] if args.no_what_if else what_if(args.seed)
         (HERE / "_work").mkdir(exist_ok=True)
         saved.write_text(json.dumps({
             "runs": {k: v | {"energies": {kk: vv.tolist() for kk, vv in v["energies"].items()}}
                      for k, v in runs.items()},
-            "load": load, "revision": revision}))
-    extra = [] if args.no_what_if else what_if(args.seed)
+            "load": load, "revision": revision, "what_if": extra}))
     report(args, runs, load, revision, extra)
 
 
@@ -216,57 +218,72 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def analysis(runs: dict, ph: dict, epochs: dict, per_epoch: dict) -> str:
-    """What the tables say (numbers from this run; the reasoning from the profile of
-    levelup's run: cProfile of bench/_tutorial_driver.py, and the what-if table)."""
-    lv, ml = ph["levelup"], ph["MLatom"]
+    """What the tables say, from this run's numbers (the reasoning checked with cProfile on
+    bench/_tutorial_driver.py and with the what-if table)."""
+    from levelup.train import TrainConfig
+
+    default = TrainConfig()
+    lv, ml, shipped = ph["levelup"], ph["MLatom"], ph["MLatom, PySCF 2 threads"]
     floor = lv["import"] + lv["HF labels"] + lv["CISD labels"] + lv["other"]
     train = lv["pre-training"] + lv["transfer"] + lv["scratch"]
     budget = runs["MLatom"]["script_s"] / 10
+    steps = -(-361 // default.batch_size)  # 451 molecules, 20 % split off to validate
 
     def labels(p: dict) -> float:
         return p["HF labels"] + p["CISD labels"]
 
+    epoch_ratio = epochs["levelup"][0] / max(epochs["MLatom"][0], 1)
     return "\n".join([
         "Reading it:", "",
-        "- **Labels.** MLatom runs PySCF in the main process with 2 OpenMP threads by default. With "
-        "another job holding a core of this 2-core machine, the two threads wait for each other and "
-        f"MLatom's labels take {labels(ph['MLatom, PySCF 2 threads']) / labels(ml):.0f}x "
-        "as long as with 1 thread. The last column therefore mostly measures the machine's load; "
-        "the fair ratio is the \"MLatom\" column (PySCF on 1 thread, label times as in "
-        "anchor.md). levelup's labels (2 worker processes x 1 thread, one Mole per molecule kind, "
-        "no checkpoint files) are "
-        f"{labels(ml) / labels(lv):.1f}x "
-        "faster; what is left is PySCF's own SCF/CISD work, shared by two processes on a machine "
-        "where the other job takes part of a core (bench_label: 4.4 s on a quieter machine).",
-        "- **Pre-training is most of levelup's time.** An epoch costs "
-        f"{per_epoch['MLatom'] / per_epoch['levelup']:.0f}x less than MLatom's, but the default "
-        "TrainConfig (batch 32, rate 3e-3, validated moving average of the weights) runs "
-        f"{epochs['levelup'][0]} epochs where MLatom's recipe runs {epochs['MLatom'][0]}: the "
-        "moving average keeps improving the validation loss by tiny amounts, so the plateau "
-        "schedule seldom halves the rate and the floor (1e-5) comes late. The what-if table "
-        "shows the trade: the default gives the most accurate pre-trained model, at several "
-        "times the time of the other settings, and all of them are far below the kcal/mol "
-        "errors of the transferred models.",
+        "- **Labels.** MLatom runs PySCF in its own process with os.cpu_count() = 2 OpenMP "
+        "threads by default. With other jobs on this 2-core machine the two threads wait for each "
+        f"other: MLatom's labels took {labels(shipped) / labels(ml):.1f}x as long as with 1 "
+        "thread. The last column therefore mostly measures the machine's load; the fair ratio is "
+        "the \"MLatom\" column (PySCF on 1 thread: label times as in anchor.md). levelup's labels "
+        "(2 worker processes x 1 thread, one Mole per molecule kind, no checkpoint files) were "
+        f"{labels(ml) / labels(lv):.1f}x faster; what is left is PySCF's own SCF/CISD work in two "
+        "processes on a machine where other jobs take part of the cores (bench_label: 4.4 s for "
+        "both levels on a quieter machine).",
+        "- **Pre-training is the largest part of levelup's time** "
+        f"({100 * lv['pre-training'] / runs['levelup']['script_s']:.0f} %). "
+        f"An epoch cost {per_epoch['MLatom'] / per_epoch['levelup']:.1f}x less than MLatom's "
+        f"({per_epoch['levelup'] * 1000:.0f} ms: {steps} steps of {default.batch_size} molecules "
+        f"plus validation), over {epochs['levelup'][0]} epochs (MLatom: {epochs['MLatom'][0]}, "
+        f"{epoch_ratio:.1f}x). The stopping rule (rate halved after {default.lr_patience} epochs "
+        f"without a better validation loss, stop below {default.lr_floor:g}) sets the number of "
+        "epochs; the what-if table shows what other settings cost and give. Every pre-trained "
+        "model there is far more accurate than the kcal/mol errors of the transferred ones, so a "
+        "cheaper stopping rule costs nothing the tutorial can see.",
         f"- **What 10x needs here:** the whole script in {budget:.1f} s. Import, labels and the "
-        f"rest take {floor:.1f} s in this run, so pre-training, transfer and scratch together "
-        f"(now {train:.1f} s) would need to fit in {max(budget - floor, 0):.1f} s.",
+        f"rest took {floor:.1f} s in this run, so pre-training, transfer and scratch together "
+        f"(now {train:.1f} s) would have to fit in {max(budget - floor, 0):.1f} s, i.e. about "
+        f"{max(budget - floor, 0) / max(per_epoch['levelup'], 1e-9):.0f} pre-training epochs at "
+        "this cost.",
         "- **Suggestions** (library code not changed by this benchmark): (1) a stopping rule for "
-        "small data sets that ends training once the validation loss stops improving by a "
-        "relative amount (lr_threshold, or a patience scaled to the number of steps per epoch), "
-        "or a target error; (2) full-batch L-BFGS for a few hundred molecules, as "
-        "levelup.finetune's polish already does; (3) the compat fine-tuning of 10 points at "
-        f"1e-4 ran {epochs['levelup'][1]} epochs (MLatom: {epochs['MLatom'][1]}): with batch 32 "
-        "an epoch of 10 points is one step, and the moving average (0.99 per step) lags about 100 "
-        "steps behind, so the schedule waits longer; (4) labels: nothing of levelup's own overhead "
-        "is left to remove; only more workers (more cores) make them faster.",
+        "small data sets that ends training when the validation loss stops improving by a relative "
+        "amount, or at a target error, instead of walking the rate down to the floor; (2) "
+        "full-batch L-BFGS for a few hundred molecules, as levelup.finetune's polish already does "
+        "(one step per epoch instead of "
+        f"{steps}); (3) the compat fine-tuning of 10 points at 1e-4 ran {epochs['levelup'][1]} "
+        f"epochs (MLatom: {epochs['MLatom'][1]}): with a batch of {default.batch_size} an epoch of "
+        "10 points is one step"
+        + (f", and the moving average of the weights ({default.ema_decay} per step) lags about "
+           f"{1 / (1 - default.ema_decay):.0f} steps behind, so the schedule waits longer"
+           if default.ema_decay else "")
+        + "; (4) labels: little of levelup's own overhead is left; more workers (cores) or "
+        "starting the worker pool while the script imports would shave the rest.",
+        "- **Drift.** MLatom's pre-training cost "
+        f"{per_epoch['MLatom']:.3f} and {per_epoch['MLatom, PySCF 2 threads']:.3f} s per epoch in "
+        "its two runs (the same torch settings; PySCF threads do not touch training): the load of "
+        "the shared machine moves single timings by that much, so the ratios above carry an "
+        "uncertainty of that order.",
         "- **Accuracy.** One run each, and MLatom is unseeded, so single numbers move by several "
-        "kcal/mol between runs (MLatom's two runs above differ). ANI-HF is more accurate than "
-        "MLatom's. ANI-TL (the tutorial's own protocol) is as good as MLatom's over 0.9-5.0 Å but "
-        "worse over all 451 points, from the 0.5-0.9 Å region where the tutorial has no training "
-        "point (the h2-study section, 3 seeds, shows the same gap: this is the known gap of the "
-        "tutorial protocol, not noise), so \"no worse accuracy\" does not hold for ANI-TL over "
-        "all points. For ANI-CISD (scratch) compare the 3-seed numbers of the h2-study section "
-        "rather than this single draw.",
+        "kcal/mol between runs (compare MLatom's two runs). ANI-TL (the tutorial's own protocol) "
+        "is about as good as MLatom's over 0.9-5.0 Å but worse over all 451 points, from the "
+        "0.5-0.9 Å region where the tutorial has no training point; the h2-study section (3 "
+        "seeds) shows the same gap, so it is not noise, and \"no worse accuracy\" does not hold "
+        "for ANI-TL over all points. For ANI-HF and ANI-CISD (scratch) compare the 3-seed numbers "
+        "of the h2-study section rather than this single draw.",
     ])
 
 
