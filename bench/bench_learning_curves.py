@@ -83,6 +83,7 @@ def main() -> None:
                         help="epochs of the recipe's step 2 (default: the recipe's own)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    revision = git_revision()
     t_start = time.perf_counter()
     db = label(label(h2_scan(), LOW, progress=False), HIGH, progress=False)
     r = db.distance(0, 1)
@@ -130,7 +131,7 @@ def main() -> None:
     (HERE / "_work").mkdir(exist_ok=True)
     (HERE / "_work" / "learning_curves.json").write_text(json.dumps(
         {"sizes": args.sizes, "seeds": args.seeds, "rmse": rmse, "fit_rmse": fit_rmse,
-         "times": times, "revision": git_revision()}, indent=1,
+         "times": times, "revision": revision}, indent=1,
         default=str))
 
     def band(values: dict[int, list[float]]) -> np.ndarray:
@@ -166,7 +167,7 @@ def main() -> None:
         "high-level points only (default `TrainConfig`); delta = `fit_delta` (CISD - ANI-HF, "
         "default `TrainConfig`) added to the pre-trained model. The seed changes weight "
         "initialisation, the pre-training's validation split and the batch order, never the "
-        f"points. torch on 1 thread. levelup at commit {git_revision()}.", "",
+        f"points. torch on 1 thread. levelup at commit {revision}.", "",
         "| points | " + " | ".join(f"{m} all | {m} 0.9-5.0" for m in MODELS) + " |",
         "|---|" + "---|" * (2 * len(MODELS)),
     ]
