@@ -8,7 +8,7 @@ import torch
 
 from levelup import ConfigError
 from levelup.finetune import TransferRecipe, finetune, polish
-from levelup.model import ANIModel
+from levelup.model import ANIModel, Ensemble
 from levelup.studies.h2 import h2_scan, tutorial_split
 from levelup.train import TrainConfig, fit
 from levelup.transfer import ForceAnchor
@@ -88,3 +88,34 @@ def test_tutorial_split():
     np.testing.assert_allclose(train.distance(0, 1), [0.9, 1.3, 1.7, 2.1, 2.5, 2.9, 3.3, 3.7,
                                                       4.1, 4.9], atol=1e-9)
     np.testing.assert_allclose(val.distance(0, 1), [0.5, 4.5], atol=1e-9)
+
+
+def test_finetune_an_ensemble_tunes_each_member_with_its_own_seed():
+    db = two_levels()
+    members = [pretrained_model(db)]
+    members.append(ANIModel(["H"], hidden=(16, 8), seed=1))
+    fit(members[1], db, property="low", progress=False,
+        config=TrainConfig(max_epochs=200, batch_size=32, learning_rate=1e-2, seed=1))
+    ensemble = Ensemble(members)
+    state = {k: v.clone() for k, v in ensemble.state_dict().items()}
+    train, val = db[1::9], db[::20]
+    recipe = TransferRecipe(epochs=40, polish_iterations=20, anchor_batch=8, seed=3)
+    tuned, histories = finetune(ensemble, train, val, property="high", anchors=db,
+                                recipe=recipe, progress=False)
+    assert isinstance(tuned, Ensemble) and len(tuned) == 2
+    assert len(histories) == 2 and all(len(h.epoch) == 40 for h in histories)
+    for k, v in ensemble.state_dict().items():  # the pre-trained ensemble is left alone
+        assert torch.equal(v, state[k])
+    # member k is exactly what finetune makes of that member alone with seed 3 + k
+    for k, member in enumerate(members):
+        alone, _ = finetune(member, train, val, property="high", anchors=db, progress=False,
+                            recipe=TransferRecipe(epochs=40, polish_iterations=20, anchor_batch=8,
+                                                  seed=3 + k))
+        for (name, a), b in zip(alone.state_dict().items(), tuned.members[k].state_dict().values(),
+                                strict=True):
+            assert torch.equal(a, b), name
+    pred = tuned.predict(db)
+    err = pred.energies - db.get("high")
+    base = ensemble.predict(db).energies - db.get("high")
+    assert np.sqrt(np.mean(err**2)) < 0.25 * np.sqrt(np.mean(base**2))
+    assert np.all(pred.energies_std > 0)  # the members differ

@@ -21,7 +21,7 @@ nothing else is known is the right prior; see bench/RESULTS.md for the measured 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,10 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
     """Transfer ``pretrained`` (left untouched) to ``property`` (Hartree) of ``train``.
 
     Args:
-        pretrained: the pre-trained ANIModel.
+        pretrained: the pre-trained ANIModel, or an :class:`~levelup.model.Ensemble` of them:
+            then every member is fine-tuned by the same recipe, member k with seed
+            ``recipe.seed + k`` (its own anchor draws and batch order), each anchored on its own
+            pre-trained forces.
         train, validation: the high-level data (validation picks the best epoch of step 2).
         property: the high-level energy property.
         anchors: geometries whose pre-trained forces are kept where the new data says nothing
@@ -77,9 +80,21 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
         recipe: the :class:`TransferRecipe` (default: levelup's recommended one).
 
     Returns:
-        (the fine-tuned copy, the History of step 2).
+        (the fine-tuned copy, the History of step 2); for an Ensemble, (a new Ensemble of the
+        fine-tuned members, a list with each member's History).
     """
     recipe = recipe or TransferRecipe()
+    if hasattr(pretrained, "members"):
+        from .model import Ensemble
+
+        tuned, histories = [], []
+        for k, member in enumerate(pretrained.members):
+            one, history = finetune(member, train, validation, property=property, anchors=anchors,
+                                    recipe=replace(recipe, seed=recipe.seed + k),
+                                    progress=progress)
+            tuned.append(one)
+            histories.append(history)
+        return Ensemble(tuned), histories
     model = copy.deepcopy(pretrained)
     if recipe.frozen_layers:
         freeze(model, list(recipe.frozen_layers))
