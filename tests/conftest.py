@@ -26,6 +26,28 @@ def h2_labels(reference_dir):
         return {k: f[k] for k in ("r", "hf", "cisd")}
 
 
+@pytest.fixture
+def water():
+    """Water near its HF/STO-3G minimum (O-H 0.989 Angstrom, H-O-H 100 degrees) as ase.Atoms,
+    oxygen first; a new object for each test, so a test may move its atoms."""
+    from ase import Atoms
+
+    angle = np.radians(100.0)
+    return Atoms("OH2", [[0.0, 0.0, 0.0], [0.989, 0.0, 0.0],
+                         [0.989 * np.cos(angle), 0.989 * np.sin(angle), 0.0]])
+
+
+@pytest.fixture
+def h2_atoms():
+    """A factory: ``h2_atoms(r)`` is H2 as ase.Atoms along z with bond length r (Angstrom)."""
+    from ase import Atoms
+
+    def make(r: float = 0.74):
+        return Atoms("H2", [[0.0, 0.0, 0.0], [0.0, 0.0, r]])
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny networks run far faster on one thread than on two (intra-op parallelism costs more

@@ -8,8 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-from ase import Atoms, units
+from ase import units
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
@@ -20,28 +19,11 @@ from levelup.geometry import random_distortions, scan_values
 from levelup.model import ANIModel, Ensemble
 from levelup.selfenergies import SelfEnergyWarning
 
-WATER = Atoms("OH2", [[0.0, 0.0, 0.0], [0.989, 0.0, 0.0],
-                      [0.989 * np.cos(np.radians(100.0)), 0.989 * np.sin(np.radians(100.0)), 0.0]])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in these tests: the test machine is shared, and torch's thread pool
-    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _h2(r: float) -> Atoms:
-    return Atoms("H2", [[0.0, 0.0, 0.0], [0.0, 0.0, r]])
-
 
 # ---------------------------------------------------------------------------------- the edge
-def test_energy_and_forces_in_ase_units():
+def test_energy_and_forces_in_ase_units(water):
     model = ANIModel(["H", "O"], seed=1, self_energies=[-0.5, -75.0]).double()
-    atoms = WATER.copy()
+    atoms = water
     atoms.positions[1, 1] += 0.05
     atoms.calc = LevelupCalculator(model)
     pred = model.predict(levelup.Database.from_ase([atoms]), forces=True)
@@ -61,10 +43,10 @@ def test_energy_and_forces_in_ase_units():
     np.testing.assert_allclose(atoms.get_forces(), numeric, atol=1e-6)
 
 
-def test_ensemble_mean_and_std_from_a_model_file(tmp_path):
+def test_ensemble_mean_and_std_from_a_model_file(tmp_path, h2_atoms):
     members = [ANIModel(["H"], seed=s, self_energies=[-0.5]) for s in range(3)]
     Ensemble(members).save(tmp_path / "ens.pt")
-    atoms = _h2(0.8)
+    atoms = h2_atoms(0.8)
     atoms.calc = LevelupCalculator(tmp_path / "ens.pt")
     each = [m.predict(levelup.Database.from_ase([atoms])).energies[0] for m in members]
     assert atoms.get_potential_energy() == pytest.approx(np.mean(each) * units.Hartree, abs=1e-6)
@@ -75,13 +57,13 @@ def test_ensemble_mean_and_std_from_a_model_file(tmp_path):
     assert results["energy_std"] > 0
 
 
-def test_unknown_element_and_periodic_cells_are_refused():
+def test_unknown_element_and_periodic_cells_are_refused(water, h2_atoms):
     calc = LevelupCalculator(ANIModel(["H"], seed=0))
-    atoms = WATER.copy()
+    atoms = water
     atoms.calc = calc
     with pytest.raises(DataError, match="no network for O"):
         atoms.get_potential_energy()
-    h2 = _h2(0.74)
+    h2 = h2_atoms(0.74)
     h2.calc = calc
     h2.set_cell([10, 10, 10])
     h2.pbc = True
@@ -123,10 +105,10 @@ def h2_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_h2_optimisation_lands_on_the_cisd_minimum(h2_model, h2_labels, record_property):
+def test_h2_optimisation_lands_on_the_cisd_minimum(h2_model, h2_labels, h2_atoms, record_property):
     reference = cisd_minimum(h2_labels)
     assert reference == pytest.approx(0.76, abs=0.005)
-    atoms = _h2(1.1)  # start well away from the minimum
+    atoms = h2_atoms(1.1)  # start well away from the minimum
     atoms.calc = LevelupCalculator(h2_model)
     opt = BFGS(atoms, logfile=None)
     assert opt.run(fmax=1e-4, steps=200)
@@ -140,10 +122,10 @@ def test_h2_optimisation_lands_on_the_cisd_minimum(h2_model, h2_labels, record_p
 
 # ---------------------------------------------------------------------------------- NVE water
 @pytest.fixture
-def water_model(tmp_path):
+def water_model(tmp_path, water):
     """A small model of water at HF/STO-3G: 150 random distortions (0.15 Angstrom) of the
     HF/STO-3G minimum labelled with PySCF, energies only."""
-    db = random_distortions(WATER, 150, 0.15, seed=0)
+    db = random_distortions(water, 150, 0.15, seed=0)
     db = levelup.label(db, "HF/STO-3G", cache=tmp_path / "labels.sqlite", workers=1,
                        progress=False)
     model = ANIModel(["H", "O"], hidden=(32, 32), seed=0)
@@ -155,8 +137,8 @@ def water_model(tmp_path):
     return model
 
 
-def test_water_nve_conserves_energy(water_model, record_property):
-    atoms = WATER.copy()
+def test_water_nve_conserves_energy(water_model, water, record_property):
+    atoms = water
     atoms.calc = LevelupCalculator(water_model)
     # Maxwell-Boltzmann momenta at 300 K (seeded), without net translation or rotation
     rng = np.random.default_rng(0)

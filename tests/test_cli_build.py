@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import molecule
 from ase.io import write
@@ -18,24 +17,10 @@ from levelup.geometry import random_distortions
 from levelup.model import ANIModel
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in these tests: the test machine is shared, and torch's thread pool
-    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-WATER = Atoms("OH2", [[0.0, 0.0, 0.0], [0.989, 0.0, 0.0],
-                      [0.989 * np.cos(np.radians(100.0)), 0.989 * np.sin(np.radians(100.0)), 0.0]])
-
-
 @pytest.fixture
-def files(tmp_path):
+def files(tmp_path, water):
     write(tmp_path / "h2.xyz", Atoms("H2", [[0, 0, 0], [0, 0, 0.74]]))
-    write(tmp_path / "water.xyz", WATER)
+    write(tmp_path / "water.xyz", water)
     write(tmp_path / "ethane.xyz", molecule("C2H6"))
     return tmp_path
 
@@ -74,7 +59,7 @@ def test_random_distortions_match_the_library(files, capsys):
     np.testing.assert_array_equal(db.coordinates, expected.coordinates)
 
 
-def test_normal_mode_distortions_from_a_model(files):
+def test_normal_mode_distortions_from_a_model(files, water):
     model = ANIModel(["H", "O"], hidden=(8,), seed=0).double()
     model.save(files / "m.pt")
     assert main(["build", "distort", str(files / "water.xyz"), "--n", "30", "--normal-modes",
@@ -83,7 +68,7 @@ def test_normal_mode_distortions_from_a_model(files):
     db = Database.load(files / "nm.h5")
     assert len(db) == 30
     start = Database.read(files / "water.xyz").coordinates  # as written to the file
-    shift = np.einsum("a,nac->nc", WATER.get_masses(), db.coordinates - start)
+    shift = np.einsum("a,nac->nc", water.get_masses(), db.coordinates - start)
     np.testing.assert_allclose(shift, 0, atol=1e-10)  # no net translation
     assert np.abs(db.coordinates - start).max() > 1e-3
 
@@ -103,8 +88,8 @@ def test_normal_mode_distortions_from_pyscf(files, capsys):
                                .repeat(200, 0), atol=1e-10)
 
 
-def test_read_several_files(files, capsys):
-    random_distortions(WATER, 3, 0.05, seed=0).write(files / "w.extxyz")
+def test_read_several_files(files, water, capsys):
+    random_distortions(water, 3, 0.05, seed=0).write(files / "w.extxyz")
     assert main(["build", "read", str(files / "h2.xyz"), str(files / "w.extxyz"), "-o",
                  str(files / "all.h5")]) == 0
     assert "4 molecules from 2 file(s) (H2, H2O)" in capsys.readouterr().out
@@ -112,8 +97,8 @@ def test_read_several_files(files, capsys):
     assert db.formulas == ["H2", "H2O", "H2O", "H2O"]
 
 
-def test_errors_are_one_line(files, capsys):
-    random_distortions(WATER, 3, 0.05, seed=0).write(files / "three.xyz")
+def test_errors_are_one_line(files, water, capsys):
+    random_distortions(water, 3, 0.05, seed=0).write(files / "three.xyz")
     cases = [
         (["build", "distort", str(files / "three.xyz"), "--n", "2", "-o", str(files / "x.h5")],
          "holds 3 molecules"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ase.build import molecule
 
 from levelup.cli.main import main
@@ -16,16 +15,6 @@ from levelup.studies.h2 import h2_scan
 from levelup.transfer import freeze
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in these tests: the test machine is shared, and torch's thread pool
-    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _info(path, capsys) -> str:

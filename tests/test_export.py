@@ -26,16 +26,6 @@ from levelup.model import ANIModel, Ensemble
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in these tests: the test machine is shared, and torch's thread pool
-    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _blob(n: int, seed: int) -> Atoms:
     """n random H/C/O atoms at least 0.9 Angstrom apart in a box: many neighbours of each kind."""
     rng = np.random.default_rng(seed)
