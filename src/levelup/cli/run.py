@@ -1,0 +1,87 @@
+"""``levelup run STUDY.toml``: a whole transfer-learning study from one file: geometries, the low
+and the high level, which geometries get the high level, model and training settings, the
+comparisons (transfer, scratch, delta) and the run folder (figures, metrics.json, report.md).
+
+A re-run reuses every label and every model of the run folder that is still valid and redoes
+only what changed: each model is stored under a hash of what determines it (data, labels,
+settings, seed, its parent model), so changing e.g. the [transfer] recipe retrains the transfer
+model only. Relative paths in the study file are relative to its folder. See
+levelup.studyfile for every table and key; an unknown key is an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+EXAMPLE = """examples:
+  levelup run examples/h2_tutorial.toml
+  levelup run study.toml --out runs/try2 --cache labels.sqlite
+  levelup run study.toml --check        # read and check the file, run nothing
+
+a small study file:
+  seed = 0
+  compare = ["transfer", "scratch", "delta"]
+  [geometries]
+  source = "scan"
+  structure = "h2.xyz"
+  bond = [0, 1]
+  from = 0.5
+  to = 3.0
+  step = 0.05
+  [levels]
+  low = "HF/STO-3G"
+  high = "CISD/cc-pVDZ"
+  [selection]
+  method = "every"
+  step = 5
+  validation_every = 4
+  [transfer]
+  epochs = 1000
+  [output]
+  folder = "runs/h2"
+  regions = { all = [-inf, inf], bound = [0.5, 2.0] }"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a whole study from a TOML file (reusing what is done)",
+                       description=__doc__, epilog=EXAMPLE,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study", help="the study file (TOML)")
+    p.add_argument("--out", help="run folder (default: [output] folder of the study file)")
+    p.add_argument("--cache", help="label cache file (default: [levels] cache, else the user "
+                   "cache)")
+    p.add_argument("--check", action="store_true", help="only read and check the study file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..studyfile import read_study
+
+    study = read_study(args.study)
+    if args.check:
+        print(f"{args.study}: OK: {study.title!r}; geometries {study.geometries.source}, "
+              f"{study.levels.low} -> {study.levels.high}, selection {study.selection.method}, "
+              f"compare {', '.join(study.compare)}; run folder {args.out or study.output.folder}")
+        return 0
+    from ..studyrun import run_study
+
+    quiet = getattr(args, "quiet", False)
+    result = run_study(study, args.out, cache=args.cache, progress=not quiet, log=print)
+    reused = result.reused
+    print(f"{study.title}: {len(reused)} of {len(result.steps)} steps reused"
+          f"{' (' + ', '.join(reused) + ')' if reused else ''} -> {result.report}")
+    models = result.metrics.get("models", {})
+    regions = [r for r, *_ in study.output.regions]
+    head = "".join(f"{r[:12]:>13s}" for r in regions)
+    print(f"{'RMSE, kcal/mol':34s}{head}")
+    for name, row in models.items():
+        cells = "".join(_cell(row.get(f"rmse_{r}_kcalmol")) for r in regions)
+        print(f"{name[:34]:34s}{cells}")
+    return 0
+
+
+def _cell(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{'-':>13s}"
+    return f"{value:13.3f}"

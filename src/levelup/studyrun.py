@@ -1,0 +1,437 @@
+"""Running a study file (:mod:`levelup.studyfile`) with a step cache: ``levelup run STUDY.toml``.
+
+Steps, in order, each skipped when what it would make is already in the run folder::
+
+    labels      low level on every geometry, high level on the selected ones (or on all of them,
+                to measure errors everywhere); through the label cache, then kept as labels.npz
+    pretrained  an ANI model trained on the low level of every geometry
+    transfer    the pre-trained model fine-tuned on the high-level points (TransferRecipe)
+    scratch     the same architecture trained on the high-level points only
+    delta       a model of high minus low level, added to the pre-trained model (or to the
+                low-level labels)
+    outputs     predictions, metrics.json, figures and report.md
+
+Models are stored by :class:`~levelup.stepcache.StepCache` under a content hash of what
+determines them (a transfer's key holds its parent model's checksum), so changing e.g. the
+transfer recipe retrains the transfer model only. Example::
+
+    result = run_study("examples/h2_tutorial.toml", log=print)
+    result.steps["transfer"].status          # "trained" or "reused"
+    result.metrics["models"]["transfer"]["rmse_all_kcalmol"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import write_bytes_atomic
+from .data import Database
+from .errors import ConfigError, DataError
+from .stepcache import StepCache, content_key
+from .studyfile import Geometries, Selection, Study, read_study
+
+#: Model names in metrics.json (issue 5's shape): pretrained against the low level, the others
+#: against the high level.
+STEP_TITLES = {"labels": "labels", "pretrained": "pre-training", "transfer": "transfer",
+               "scratch": "scratch", "delta": "delta", "outputs": "outputs"}
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one step of a run did.
+
+    Attributes:
+        name: "labels", "pretrained", "transfer", "scratch", "delta" or "outputs".
+        key: content hash of the step's inputs.
+        status: "reused" (found in the run folder) or "done" (computed in this run).
+        seconds: wall time of the step in this run.
+        file: the model file (model steps), labels.npz or report.md.
+    """
+
+    name: str
+    key: str
+    status: str
+    seconds: float
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What :func:`run_study` did: ``steps`` in order, the contents of ``metrics.json``."""
+
+    folder: Path
+    steps: dict[str, StepRecord]
+    metrics: dict[str, Any] = field(repr=False)
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.md"
+
+    @property
+    def reused(self) -> list[str]:
+        """Names of the steps found in the run folder."""
+        return [s.name for s in self.steps.values() if s.status == "reused"]
+
+    @property
+    def done(self) -> list[str]:
+        """Names of the steps computed in this run."""
+        return [s.name for s in self.steps.values() if s.status == "done"]
+
+
+# ---------------------------------------------------------------------------------- geometries
+
+
+def build_geometries(g: Geometries, *, cache: Any = None, progress: bool = False) -> Database:
+    """The study's geometries (see :class:`~levelup.studyfile.Geometries`)."""
+    from . import geometry
+
+    if g.source == "h2_tutorial":
+        from .studies.h2 import h2_scan
+
+        return h2_scan()
+    if g.source == "file":
+        return Database.read(g.path)
+    mol = geometry.read_structure(g.structure, g.index)
+    if g.source == "scan":
+        values = geometry.scan_values(g.start, g.stop, g.step)
+        scan = {2: geometry.scan_distance, 3: geometry.scan_angle,
+                4: geometry.scan_dihedral}[len(g.coordinate)]
+        return scan(mol, *g.coordinate, values, move=g.move)
+    if not g.normal_modes:
+        return geometry.random_distortions(mol, g.n, g.amplitude, seed=g.seed)
+    source = str(g.hessian_model) if g.hessian_model else (g.hessian_level or "HF/STO-3G")
+    h = geometry.hessian(mol, source, cache=cache, progress=progress)
+    return geometry.normal_mode_distortions(mol, h, g.n, temperature=g.temperature, seed=g.seed)
+
+
+def scan_coordinate(study: Study, db: Database) -> tuple[np.ndarray | None, str]:
+    """(the coordinate errors are reported and plotted along, its axis label); None without
+    one."""
+    c = study.output.coordinate
+    if c == "none":
+        return None, ""
+    if c == "auto":
+        if study.geometries.source == "h2_tutorial":
+            return db.distance(0, 1), "H-H distance (Angstrom)"
+        if study.geometries.source == "scan":
+            c = study.geometries.coordinate
+        else:
+            return None, ""
+    atoms = "-".join(str(i) for i in c)
+    if len(c) == 2:
+        return db.distance(*c), f"distance {atoms} (Angstrom)"
+    if len(c) == 3:
+        return db.angle(*c), f"angle {atoms} (degrees)"
+    return db.dihedral(*c), f"dihedral {atoms} (degrees)"
+
+
+def select(selection: Selection, db: Database) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, validation indices) of the high-level points in ``db``."""
+    n = len(db)
+    if selection.method == "tutorial":
+        from .studies.h2 import tutorial_split
+
+        tagged = db.copy()
+        tagged.set("study-index", np.arange(n, dtype=np.float64), unit="1")
+        train, val = tutorial_split(tagged)
+        return (train.get("study-index").astype(np.int64),
+                val.get("study-index").astype(np.int64))
+    if selection.method == "indices":
+        train, val = np.array(selection.indices), np.array(selection.validation, dtype=np.int64)
+        outside = [int(i) for i in np.concatenate([train, val]) if not 0 <= i < n]
+        if outside:
+            raise ConfigError(f"[selection] indices {outside} are out of range: the study has {n} "
+                              f"geometries (0 to {n - 1})")
+        return train, val
+    if selection.method == "every":
+        chosen = np.arange(selection.offset, n, selection.step)
+    else:
+        if selection.count > n:
+            raise ConfigError(f"[selection] count = {selection.count}, but the study has only {n} "
+                              "geometries")
+        rng = np.random.default_rng(selection.seed)
+        chosen = np.sort(rng.choice(n, selection.count, replace=False))
+    if selection.validation_every:
+        validates = np.arange(len(chosen)) % selection.validation_every == 0
+        return chosen[~validates], chosen[validates]
+    return chosen, np.array([], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+class _Run:
+    """One execution of a study; its methods are the steps."""
+
+    def __init__(self, study: Study, folder: Path, cache: Any, progress: bool,
+                 log: Callable[[str], None]) -> None:
+        from .modelfile import FORMAT_VERSION
+
+        self.study, self.folder, self.progress, self.log = study, folder, progress, log
+        self.cache = cache if cache is not None else study.levels.cache
+        self.steps: dict[str, StepRecord] = {}
+        self.store = StepCache(folder)
+        self.models: dict[str, Any] = {}  # step -> model, loaded or trained in this run
+        self.checksums: dict[str, str] = {}  # step -> tensors_sha256 of its model file
+        self.seconds: dict[str, float] = {}  # step -> training time (when it was trained)
+        self.format_version = FORMAT_VERSION
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _done(self, name: str, key: str, status: str, start: float, file: Path | None,
+              message: str) -> None:
+        seconds = round(time.perf_counter() - start, 3)
+        self.steps[name] = StepRecord(name, key, status, seconds, file)
+        self.store.record(name, {"key": key, "status": status, "seconds": seconds,
+                                 "file": os.path.relpath(file, self.folder) if file else None,
+                                 "training_seconds": self.seconds.get(name)})
+        self.log(f"{STEP_TITLES[name]}: {message}")
+
+    def _relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.folder)
+
+    # ------------------------------------------------------------------ labels
+    def labels(self, db: Database, chosen: np.ndarray) -> Database:
+        """Label ``db`` at both levels, from labels.npz when the geometries and levels match."""
+        levels = self.study.levels
+        start = time.perf_counter()
+        key = content_key({"step": "labels", "species": db.species, "coordinates": db.coordinates,
+                           "charges": db.charges, "multiplicities": db.multiplicities,
+                           "low": levels.low, "high": levels.high,
+                           "high_on": "all" if self._high_everywhere() else chosen})
+        path = self.folder / "labels.npz"
+        saved = self._saved_labels(path, key)
+        if saved is not None:
+            out = db.copy()
+            for which in ("low", "high"):
+                out.set(saved[f"{which}_name"], saved[which], level=saved[f"{which}_name"])
+            self.names = (saved["low_name"], saved["high_name"])
+            self._done("labels", key, "reused", start, path, f"reused ({path.name})")
+            return out
+        from .qm import label_with_report
+
+        options = {"cache": self.cache, "progress": self.progress, "workers": levels.workers}
+        out, low = label_with_report(db, levels.low, **options)
+        targets = np.arange(len(db)) if self._high_everywhere() else np.asarray(chosen)
+        part, high = label_with_report(db[targets], levels.high, **options)
+        energies = np.full(len(db), np.nan)
+        energies[targets] = part.get(high.name)
+        out.set(high.name, energies, level=high.name)
+        self.names = (low.name, high.name)
+        buffer = io.BytesIO()
+        np.savez(buffer, key=key, low=np.asarray(out.get(low.name)), high=energies,
+                 low_name=low.name, high_name=high.name)
+        finite = np.isfinite(out.get(low.name)).all() and np.isfinite(energies[targets]).all()
+        if finite:  # failed calculations are retried next time, so labels with gaps are not kept
+            write_bytes_atomic(path, buffer.getvalue())
+        failed = len(low.failures) + len(high.failures)
+        self._done("labels", key, "done", start, path if finite else None,
+                   f"{low.name} {len(db)} geometries ({low.cached} from the cache, {low.computed} "
+                   f"computed), {high.name} {len(targets)} ({high.cached} from the cache, "
+                   f"{high.computed} computed)" + (f", {failed} failed" if failed else ""))
+        return out
+
+    def _high_everywhere(self) -> bool:
+        return self.study.levels.high_on == "all"
+
+    @staticmethod
+    def _saved_labels(path: Path, key: str) -> dict[str, Any] | None:
+        try:
+            with np.load(path) as f:
+                if str(f["key"]) != key:
+                    return None
+                return {"low": f["low"], "high": f["high"], "low_name": str(f["low_name"]),
+                        "high_name": str(f["high_name"])}
+        except (OSError, KeyError, ValueError):
+            return None
+
+    # ------------------------------------------------------------------ models
+    def model_step(self, name: str, parts: dict[str, Any], train: Callable[[], tuple[Any, Any]],
+                   metadata: dict[str, Any]) -> None:
+        """Reuse the model of ``name`` whose key matches ``parts``, or ``train()`` and store it."""
+        start = time.perf_counter()
+        key = content_key({"step": name, "model_format": self.format_version, **parts})
+        found = self.store.find(name, key)
+        path = self.store.model_file(name, key)
+        if found is not None:
+            self.checksums[name] = found["tensors_sha256"]
+            self.seconds[name] = found.get("training_seconds")
+            self._done(name, key, "reused", start, path, f"reused ({self._relative(path)})")
+            return
+        model, history = train()
+        seconds = round(time.perf_counter() - start, 2)
+        self.seconds[name] = seconds
+        self.checksums[name] = self.store.save(name, key, model, history,
+                                               {**metadata, "training_seconds": seconds})
+        self.models[name] = model
+        self._done(name, key, "done", start, path,
+                   f"trained in {seconds:.1f} s ({len(history.epoch)} epochs) -> "
+                   f"{self._relative(path)}")
+
+    def model(self, name: str) -> Any:
+        """The model of step ``name`` (loaded from its file when it was reused)."""
+        if name not in self.models:
+            from .modelfile import load_model
+
+            self.models[name] = load_model(self.steps[name].file)
+        return self.models[name]
+
+    def history(self, name: str) -> Any:
+        from .train import History
+
+        return History.load(self.store.history_file(name, self.steps[name].key))
+
+
+def _set_arrays(db: Database, prop: str) -> dict[str, Any]:
+    return {"species": db.species, "coordinates": db.coordinates, "charges": db.charges,
+            "multiplicities": db.multiplicities, "energies": np.asarray(db.get(prop))}
+
+
+def _prefixed(prefix: str, parts: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}.{k}": v for k, v in parts.items()}
+
+
+def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = None, *,
+              cache: Any = None, progress: bool = True,
+              log: Callable[[str], None] = lambda message: None,
+              threads: int | None = 1) -> StudyResult:
+    """Run ``study`` (a :class:`~levelup.studyfile.Study` or a study file), reusing every label
+    and model of the run folder that is still valid.
+
+    Args:
+        study: the study, or the path of its TOML file.
+        out: the run folder (default: the study's ``[output] folder``).
+        cache: label cache file (default: the study's, else the shared user cache).
+        progress: progress bars for labelling and training.
+        log: called with one line per step ("pre-training: trained in 12.3 s ...",
+            "transfer: reused (models/transfer-....pt)").
+        threads: torch threads while the study runs (restored after); 1 is fastest for the small
+            networks of a study; None leaves the setting alone.
+
+    Returns:
+        A :class:`StudyResult`: each step's record and the contents of ``metrics.json``.
+    """
+    import torch
+
+    if not isinstance(study, Study):
+        study = read_study(study)
+    folder = Path(out) if out is not None else study.output.folder
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _execute(_Run(study, folder, cache, progress, log))
+    finally:
+        torch.set_num_threads(before)
+
+
+def _execute(run: _Run) -> StudyResult:
+    study = run.study
+    db = build_geometries(study.geometries, cache=run.cache, progress=run.progress)
+    if len(db) < 2:
+        raise DataError(f"the study has {len(db)} geometries; it needs at least 2")
+    train_idx, val_idx = select(study.selection, db)
+    if len(train_idx) == 0:
+        raise ConfigError(f"[selection] picks no training point among {len(db)} geometries "
+                          f"(validation: {len(val_idx)}): choose more")
+    run.log(f"geometries: {len(db)} ({study.geometries.source}); high-level points: "
+            f"{len(train_idx)} to train, {len(val_idx)} to validate")
+    db = run.labels(db, np.concatenate([train_idx, val_idx]))
+    low, high = run.names
+    train = db[train_idx]
+    val = db[val_idx] if len(val_idx) else None
+    high_sets = {**_prefixed("train", _set_arrays(train, high)),
+                 **(_prefixed("validation", _set_arrays(val, high)) if val is not None else {})}
+    elements, arch = _architecture(study, db)
+
+    def new_model(seed: int) -> Any:
+        from .aev import AEVParams
+        from .model import ANIModel
+
+        aev = AEVParams.ani2x() if study.model.aev == "ani2x" else AEVParams.ani1x()
+        return ANIModel(elements, aev=aev, hidden=study.model.hidden_argument(),
+                        alpha=study.model.alpha, seed=seed)
+
+    def pretrain() -> tuple[Any, Any]:
+        from .train import fit
+
+        model = new_model(study.seed)
+        return model, fit(model, db, property=low, config=study.pretrain, progress=run.progress)
+
+    run.model_step("pretrained", {**_prefixed("data", _set_arrays(db, low)), "arch": arch,
+                                  "init_seed": study.seed, "config": study.pretrain.to_dict()},
+                   pretrain, {"level": low, "trained_on": f"{len(db)} geometries"})
+
+    if "transfer" in study.compare:
+        anchors = db if study.anchors == "all" else None
+
+        def transfer() -> tuple[Any, Any]:
+            from .finetune import finetune
+
+            return finetune(run.model("pretrained"), train, val, property=high, anchors=anchors,
+                            recipe=study.transfer, progress=run.progress)
+
+        run.model_step("transfer", {
+            **high_sets, "parent": run.checksums["pretrained"],
+            "recipe": dataclasses.asdict(study.transfer),
+            "anchors": (np.asarray(anchors.coordinates) if anchors is not None else "high")},
+            transfer, {"level": high, "fine_tuned_from": "pretrained"})
+
+    if "scratch" in study.compare:
+        def scratch() -> tuple[Any, Any]:
+            from .train import fit
+
+            model = new_model(study.seed + 1)
+            return model, fit(model, train, val, property=high, config=study.scratch,
+                              progress=run.progress)
+
+        run.model_step("scratch", {**high_sets, "arch": arch, "init_seed": study.seed + 1,
+                                   "config": study.scratch.to_dict()},
+                       scratch, {"level": high})
+
+    if "delta" in study.compare:
+        on_model = study.delta_base == "model"
+
+        def delta() -> tuple[Any, Any]:
+            from .delta import fit_delta
+
+            combined, history = fit_delta(run.model("pretrained") if on_model else None,
+                                          new_model(study.seed + 2), train, val, high=high,
+                                          low=None if on_model else low, config=study.delta,
+                                          progress=run.progress)
+            return combined.correction, history
+
+        base = {"base": run.checksums["pretrained"]} if on_model else {
+            "base": "labels", **_prefixed("base.train", _set_arrays(train, low)),
+            **(_prefixed("base.validation", _set_arrays(val, low)) if val is not None else {})}
+        run.model_step("delta", {**high_sets, "arch": arch, "init_seed": study.seed + 2,
+                                 "config": study.delta.to_dict(), **base},
+                       delta, {"level": f"{high} - {low}", "correction_of": study.delta_base})
+
+    from .studyreport import write_outputs
+
+    metrics = write_outputs(run, db, train_idx, val_idx)
+    return StudyResult(run.folder, dict(run.steps), metrics)
+
+
+def _architecture(study: Study, db: Database) -> tuple[list[int], dict[str, Any]]:
+    from .elements import atomic_number
+
+    elements = [atomic_number(e) for e in (study.model.elements or db.elements)]
+    missing = sorted(set(db.elements) - set(elements))
+    if missing:
+        raise ConfigError(f"[model] elements {list(study.model.elements)} lack elements of the "
+                          f"geometries (atomic numbers {missing}); add them or leave elements out")
+    return elements, {"elements": elements, **dataclasses.asdict(study.model)}
+
+
+__all__ = ["StepRecord", "StudyResult", "build_geometries", "run_study", "scan_coordinate",
+           "select"]
