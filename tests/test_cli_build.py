@@ -120,13 +120,6 @@ def test_errors_are_one_line(files, water, capsys):
                  "-o", str(files / "x.h5")]) == 0
 
 
-@pytest.mark.parametrize("kind", ["scan", "distort", "read"])
-def test_help_has_examples(kind, capsys):
-    with pytest.raises(SystemExit):
-        main(["build", kind, "--help"])
-    assert f"levelup build {kind} " in capsys.readouterr().out
-
-
 def test_subprocess(files):
     run = subprocess.run([sys.executable, "-m", "levelup.cli.main", "build", "scan",
                           str(files / "h2.xyz"), "--bond", "0", "1", "--from", "0.6", "--to",

@@ -79,9 +79,3 @@ def test_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     assert main(["info", str(tmp_path / "bad.pt")]) == 1
     assert "not valid JSON" in capsys.readouterr().err
-
-
-def test_help_has_an_example(capsys):
-    with pytest.raises(SystemExit):
-        main(["info", "--help"])
-    assert "levelup info h2.pt" in capsys.readouterr().out

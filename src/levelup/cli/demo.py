@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-EXAMPLE = "example: levelup demo --out runs/demo --seed 0"
+EXAMPLE = """examples:
+  levelup demo --out runs/demo
+  levelup demo --out runs/seed1 --seed 1 --cache labels.sqlite"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the H2 transfer-learning study", description=__doc__,
-                       epilog=EXAMPLE)
+                       epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--cache", default=None, help="label cache file (default: the user cache)")
