@@ -1,0 +1,154 @@
+"""The examples run: MLatom's tutorial as a notebook (executed with nbclient) and as a script hold
+the same code and give the same numbers; the native-API H2 study writes its run folder."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPT = EXAMPLES / "mlatom_tutorial.py"
+NOTEBOOK = EXAMPLES / "mlatom_tutorial.ipynb"
+
+#: What may differ between the two: the script chooses a file-only matplotlib backend (a notebook
+#: shows its figures inline instead), and imports may stand in another order or cell.
+SCRIPT_ONLY = {"import matplotlib", "matplotlib.use('Agg')"}
+
+
+def _statements(source: str) -> tuple[list[str], list[str]]:
+    """(sorted imports, other statements in order) of ``source``, as normalised code: comments,
+    line breaks and the module docstring do not count."""
+    imports, others = [], []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) \
+                and isinstance(node.value.value, str):
+            continue  # a docstring
+        text = ast.unparse(node)
+        if text in SCRIPT_ONLY:
+            continue
+        (imports if isinstance(node, (ast.Import, ast.ImportFrom)) else others).append(text)
+    return sorted(imports), others
+
+
+def _notebook_source() -> str:
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
+def test_notebook_holds_the_script_code():
+    """The notebook and examples/mlatom_tutorial.py are the same program, statement by statement,
+    so they cannot drift apart (edit both when the tutorial changes)."""
+    import nbformat
+
+    nbformat.validate(nbformat.read(NOTEBOOK, as_version=4))
+    nb_imports, nb_code = _statements(_notebook_source())
+    script_imports, script_code = _statements(SCRIPT.read_text())
+    assert nb_imports == script_imports
+    assert nb_code == script_code
+    assert "import levelup.compat.mlatom as ml" in nb_imports
+    assert len(nb_code) > 20
+
+
+# ---------------------------------------------------------------------------------- same numbers
+#: Run before either program: the same seed of torch's global generator (MLatom's API seeds
+#: nothing) and one thread, so that both runs do the same arithmetic.
+PREAMBLE = "import torch\ntorch.manual_seed(0)\ntorch.set_num_threads(1)\n"
+PROPERTIES = ("HF_energy", "CISD_energy", "ANI_HF_energy", "ANI_TL_energy", "ANI_CISD_energy")
+#: Run after either program, where ``molDB`` is the tutorial's database.
+DUMP = ("import json as _json\n"
+        f"_json.dump({{_p: [float(_e) for _e in molDB.get_properties(_p)] for _p in {PROPERTIES!r}}},"
+        " open('numbers.json', 'w'))\n")
+
+
+def _start_script(folder: Path) -> subprocess.Popen:
+    folder.mkdir()
+    code = (PREAMBLE + "import runpy\n"
+            f"molDB = runpy.run_path({str(SCRIPT)!r}, run_name='__main__')['molDB']\n" + DUMP)
+    return subprocess.Popen([sys.executable, "-c", code], cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _kernel_manager(folder: Path):
+    """A kernel of this very interpreter (the test's venv), whatever kernelspecs the machine has
+    installed: a spec of our own in ``folder``."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec = folder / "levelup-examples"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "levelup tests", "language": "python"}))
+    specs = KernelSpecManager(kernel_dirs=[str(folder)], ensure_native_kernel=False)
+    return KernelManager(kernel_name="levelup-examples", kernel_spec_manager=specs)
+
+
+def _run_notebook(folder: Path, kernels: Path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    folder.mkdir()
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(PREAMBLE))
+    nb.cells.append(nbformat.v4.new_code_cell(DUMP))
+    km = _kernel_manager(kernels)
+    NotebookClient(nb, km=km, timeout=600, kernel_name="levelup-examples",
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def _rmse_kcalmol(numbers: dict, predicted: str, reference: str) -> float:
+    from levelup.units import HARTREE_TO_KCALMOL
+
+    diff = np.asarray(numbers[predicted]) - np.asarray(numbers[reference])
+    return float(np.sqrt(np.mean(diff ** 2)) * HARTREE_TO_KCALMOL)
+
+
+@pytest.mark.slow
+def test_notebook_and_script_give_the_same_numbers(tmp_path, monkeypatch, session_label_cache,
+                                                   record_property):
+    import levelup
+    from levelup.studies.h2 import h2_scan
+
+    # both runs read the session's labels (computed here once, so they do not race for them)
+    for level in ("HF/STO-3G", "CISD/cc-pVDZ"):
+        levelup.label(h2_scan(), level, cache=session_label_cache, progress=False)
+    monkeypatch.setenv("LEVELUP_CACHE_DIR", str(session_label_cache.parent))
+    assert session_label_cache.name == "labels.sqlite"  # what LEVELUP_CACHE_DIR points the runs at
+
+    script = _start_script(tmp_path / "script")  # runs beside the notebook (one core each)
+    try:
+        nb = _run_notebook(tmp_path / "notebook", tmp_path / "kernels")
+    finally:
+        log, _ = script.communicate(timeout=600)
+    assert script.returncode == 0, log[-3000:]
+
+    from_script = json.loads((tmp_path / "script" / "numbers.json").read_text())
+    from_notebook = json.loads((tmp_path / "notebook" / "numbers.json").read_text())
+    for name in PROPERTIES:
+        np.testing.assert_array_equal(from_notebook[name], from_script[name], err_msg=name)
+
+    # the numbers are the tutorial's, not a degenerate run: ANI-HF fits HF, transfer beats HF
+    rmse = {f"{p} vs {r}": _rmse_kcalmol(from_notebook, p, r) for p, r in
+            [("ANI_HF_energy", "HF_energy"), ("ANI_TL_energy", "CISD_energy"),
+             ("ANI_CISD_energy", "CISD_energy")]}
+    for key, value in rmse.items():
+        record_property(key, value)
+    assert rmse["ANI_HF_energy vs HF_energy"] < 1.0
+    assert rmse["ANI_TL_energy vs CISD_energy"] < 0.5 * _rmse_kcalmol(from_notebook, "HF_energy",
+                                                                       "CISD_energy")
+    # the plot shows inline and is saved, in both
+    images = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+              if "image/png" in out.get("data", {})]
+    assert len(images) == 1
+    for run in ("script", "notebook"):
+        for name in ("ANI-HF.pt", "ANI-HF-TL.pt", "ANI_CISD.pt", "energy-TL.png"):
+            assert (tmp_path / run / name).is_file(), (run, name)
