@@ -57,7 +57,7 @@ def test_every_module_is_a_subcommand():
 def _examples(epilog: str) -> list[list[str]]:
     """The ``levelup ...`` command lines of a help epilog (backslash continuations joined)."""
     text = epilog.replace("\\\n", " ")
-    return [shlex.split(line.strip())[1:] for line in text.splitlines()
+    return [shlex.split(line.strip(), comments=True)[1:] for line in text.splitlines()
             if line.strip().startswith("levelup ")]
 
 
