@@ -28,11 +28,13 @@ seeds 0, 1, 2:
 The ensemble rows also give the spread of the members on the held-out set (mean over the 200
 geometries of the members' sample standard deviation, kcal/mol), beside the RMSE of the mean.
 
-    .venv/bin/python bench/bench_ani1x.py [--quick] [--resume]
+    .venv/bin/python bench/bench_ani1x.py [--quick] [--resume] [--seeds 0 1 2]
 
 ``--quick`` (fewer geometries and epochs) checks the script runs; its numbers are not reported.
 Each seed's numbers are kept in bench/_work/ani1x/seed<N>.json; ``--resume`` reuses those that
-exist (a run cut short goes on where it stopped).
+exist (a run cut short goes on where it stopped). ``--seeds`` runs only the seeds named (one
+process per seed runs them side by side); the section of bench/RESULTS.md is written once every
+seed's numbers exist (``--resume`` gathers them).
 """
 
 from __future__ import annotations
@@ -211,6 +213,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a short run to check the script")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the per-seed results kept by an earlier run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                        help="run only these seeds; the others are read back from their files")
     args = parser.parse_args()
     # one torch thread: these networks are small, and on a busy 2-core machine two threads spend
     # their time waiting on each other (an AdamW step measured 57 ms with 2 threads, 0.2 ms with 1)
@@ -219,7 +223,6 @@ def main() -> int:
     recipe = TransferRecipe(epochs=30, polish_iterations=5) if args.quick else TransferRecipe()
     WORK.mkdir(parents=True, exist_ok=True)
     cache = WORK / "labels.sqlite"
-    load_before = os.getloadavg()
     rev = revision()
 
     geometries = water_geometries()  # the same 600 whatever the run: the cache serves reruns
@@ -234,14 +237,18 @@ def main() -> int:
     runs = []
     for seed in SEEDS:
         kept = WORK / f"seed{seed}{'-quick' if args.quick else ''}.json"
-        if args.resume and kept.exists():
-            runs.append(json.loads(kept.read_text()))
+        if seed not in args.seeds or (args.resume and kept.exists()):
+            if kept.exists():
+                runs.append(json.loads(kept.read_text()))
             continue
         run = run_seed(seed, test, pool, ani1x_test, epochs, cache, recipe)
         run["revision"], run["loadavg_end"] = rev, os.getloadavg()
         kept.write_text(json.dumps(run, indent=1))
         runs.append(run)
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in run["rmse"].items()), flush=True)
+    if len(runs) < len(SEEDS):
+        print(f"seeds {args.seeds} done; the table needs every seed: run again with --resume")
+        return 0
     load_after = os.getloadavg()
     singles = "; ".join(f"seed {s}: " + " / ".join(f"{v:.2f}" for v in r["single_members"])
                         for s, r in zip(SEEDS, runs, strict=True))
@@ -261,10 +268,11 @@ def main() -> int:
         f"{np.median([r['spread']['ANI-1x as published'] for r in runs]):.2f}).\n\n"
         + table(runs)
         + f"\n\nRMSE of each member of the recommended-recipe ensemble on its own, members 0-7: {singles}."
-        + f"\n\nRevision {', '.join(revisions)}. Load average (1, 5, 15 min) at the start: "
-        + ", ".join(f"{v:.1f}" for v in load_before) + "; at the end: "
-        + ", ".join(f"{v:.1f}" for v in load_after)
-        + " (other jobs share the machine; the seconds drift with it)."
+        + f"\n\nRevision {', '.join(revisions)}. Load average (1, 5, 15 min) when each seed ended: "
+        + "; ".join(f"seed {s}: " + ", ".join(f"{v:.1f}" for v in r["loadavg_end"])
+                    for s, r in zip(SEEDS, runs, strict=True))
+        + "; when this table was written: " + ", ".join(f"{v:.1f}" for v in load_after)
+        + " (2 cores shared with other jobs, seeds run side by side: the seconds drift with the load)."
     )
     print(body)
     if not args.quick:
