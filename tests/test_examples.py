@@ -152,3 +152,43 @@ def test_notebook_and_script_give_the_same_numbers(tmp_path, monkeypatch, sessio
     for run in ("script", "notebook"):
         for name in ("ANI-HF.pt", "ANI-HF-TL.pt", "ANI_CISD.pt", "energy-TL.png"):
             assert (tmp_path / run / name).is_file(), (run, name)
+
+
+# ---------------------------------------------------------------------------------- native API
+@pytest.mark.slow
+def test_h2_transfer_example_writes_its_run_folder(tmp_path, h2_labels, capsys):
+    """examples/h2_transfer.py, with few epochs: the run folder holds what the docstring says,
+    metrics.json is shaped as levelup demo's, and its numbers are those of the saved models."""
+    import runpy
+
+    from levelup import Database, load_model
+    from levelup.metrics import error_stats
+
+    main = runpy.run_path(str(EXAMPLES / "h2_transfer.py"))["main"]
+    out = tmp_path / "run"
+    main(["--quick", "--seed", "1", "--out", str(out)])
+    printed = capsys.readouterr().out
+    for name in ("pretrained", "transfer", "scratch", "delta", "report.md"):
+        assert name in printed, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["seed"] == 1 and metrics["quick"] is True
+    keys = {"rmse_all_kcalmol", "rmse_0.5-2.5_kcalmol", "rmse_0.9-5.0_kcalmol", "mae_all_kcalmol",
+            "max_all_kcalmol"}
+    for name in ("pretrained", "transfer", "scratch", "delta"):
+        assert keys <= set(metrics["models"][name]), name
+    assert metrics["references"]["pretrained"] == "HF/STO-3G"
+    assert metrics["references"]["transfer"] == "CISD/cc-pVDZ"
+    for name in ("energy_curves", "errors", "parity", "learning_curves"):
+        assert (out / f"{name}.png").is_file() and (out / f"{name}.svg").is_file(), name
+        assert f"{name}.png" in (out / "report.md").read_text()
+    # the saved models give the recorded errors (against the reference labels of the scan)
+    xyz = np.zeros((451, 2, 3))
+    xyz[:, 1, 2] = h2_labels["r"]
+    scan = Database.from_numpy(coordinates=xyz, species=[1, 1])
+    for name, file, reference in [("pretrained", "ani-hf.pt", "hf"),
+                                  ("transfer", "ani-cisd-transfer.pt", "cisd"),
+                                  ("scratch", "ani-cisd-scratch.pt", "cisd")]:
+        predicted = load_model(out / file).predict(scan).energies
+        rmse = error_stats(predicted, h2_labels[reference])["rmse"]
+        assert rmse == pytest.approx(metrics["models"][name]["rmse_all_kcalmol"], abs=1e-3), name
+    assert (out / "delta-correction.pt").is_file()
