@@ -1,5 +1,6 @@
-"""Where calculations run: the local pool (including a worker killed mid-run, and a labelling
-process killed with SIGKILL and resumed), two processes on one cache, and Dask."""
+"""Where calculations run: the local pool (chunks answered per molecule, a worker killed mid-run,
+a labelling process killed with SIGKILL and resumed), two processes on one cache, and Dask (one
+task per molecule, a bounded number in flight)."""
 
 import os
 import signal
@@ -12,7 +13,7 @@ import numpy as np
 import psutil
 import pytest
 
-from levelup.qm import ProcessExecutor, SerialExecutor, label, label_with_report
+from levelup.qm import DaskExecutor, ProcessExecutor, SerialExecutor, label, label_with_report
 from levelup.qm.calculators import Job
 from levelup.qm.executors import make_executor
 from levelup.qm.levels import parse_level
@@ -48,6 +49,38 @@ def test_idle_workers_exit_and_are_replaced():
         process = next(w for w in pool._pool if hasattr(w, "process")).process
         process.wait(timeout=30)  # exits by itself once idle
         assert len(dict(pool.map(tasks))) == 6 and all(w.alive() for w in pool._pool)
+
+
+def test_chunks_are_answered_per_molecule_as_each_finishes():
+    """A chunk of 8 molecules is one message, but its labels come back one by one as each
+    finishes: the answers of one chunk are spread over the time it takes to compute them (a
+    worker that sent a chunk's answers together would give a spread of about zero)."""
+    tasks = h2_tasks("CISD/cc-pVDZ", 32)
+    with ProcessExecutor(workers=2, threads=1, chunk_size=8) as pool:
+        pool.start()
+        list(pool.map(tasks[:4]))  # both workers running and set up
+        arrived, outcomes = {}, {}
+        for i, outcome in pool.map(tasks):
+            arrived[i], outcomes[i] = time.perf_counter(), outcome
+    assert sorted(arrived) == list(range(32)) and all(o.ok for o in outcomes.values())
+    for chunk in range(4):  # each worker got two chunks: 0-7 and 8-15, 16-23 and 24-31
+        ids = range(8 * chunk, 8 * chunk + 8)
+        spread = max(arrived[i] for i in ids) - min(arrived[i] for i in ids)
+        work = sum(outcomes[i].seconds for i in ids[1:])  # after the first answer
+        assert spread > 0.5 * work, (chunk, spread, work)
+
+
+def test_chunk_sizes_follow_the_measured_time_per_molecule():
+    pool = ProcessExecutor(workers=2, threads=1, chunk_seconds=0.03, max_chunk=64)
+    pool._pool = [None, None]  # only the count matters here; nothing is started
+    assert pool._chunk_size(None, 1000) == 1  # nothing measured yet: one molecule
+    assert pool._chunk_size(0.002, 1000) == 15  # 2 ms molecules: 30 ms per chunk
+    assert pool._chunk_size(0.0001, 1000) == 64  # capped
+    assert pool._chunk_size(5.0, 1000) == 1  # long calculations go one at a time
+    assert pool._chunk_size(0.002, 20) == 5  # near the end: a share for every worker
+    assert ProcessExecutor(chunk_size=7)._chunk_size(None, 3) == 7
+    with pytest.raises(Exception, match="chunk_size"):
+        ProcessExecutor(chunk_size=0)
 
 
 def test_pool_survives_a_killed_worker():
@@ -98,30 +131,49 @@ def rows(cache):
         return 0
 
 
+LABEL_SCRIPT = """
+import sys
+from levelup import Database
+from levelup.qm import ProcessExecutor, label
+
+with ProcessExecutor(workers=2, threads=1, chunk_size={chunk}) as pool:
+    db = label(Database.load(sys.argv[1]), "CISD/cc-pVDZ", cache=sys.argv[2], executor=pool,
+               progress=False)
+db.save(sys.argv[3])
+"""
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_recomputes_nothing(tmp_path, h2_labels):
-    """A real labelling process (two workers) killed with SIGKILL: every label it finished is
-    in the cache, its worker subprocesses exit, and the next run computes only the rest."""
+    """A real labelling process (two workers, chunks of 40 molecules) killed with SIGKILL:
+    labels reached the cache one by one, not a chunk at a time (a run that held a chunk's
+    labels until the chunk ended would show 40 at once), every label it committed is reused,
+    its worker subprocesses exit, and the next run computes only the rest."""
+    chunk = 40
     db = h2_scan()[:160]
     db.save(tmp_path / "h2.h5")
     cache = tmp_path / "labels.sqlite"
-    proc = run_cli([str(tmp_path / "h2.h5"), "CISD/cc-pVDZ", "-o", str(tmp_path / "out.h5"),
-                    "--cache", str(cache), "--workers", "2", "--threads", "1"])
+    proc = subprocess.Popen([sys.executable, "-c", LABEL_SCRIPT.format(chunk=chunk),
+                             str(tmp_path / "h2.h5"), str(cache), str(tmp_path / "out.h5")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     children = []
-    while rows(cache) < 15:
+    seen = 0
+    while seen < 10:
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         children = psutil.Process(proc.pid).children() or children
-        time.sleep(0.05)
+        seen = rows(cache)
+        time.sleep(0.02)
     children = psutil.Process(proc.pid).children() or children
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert seen < chunk, f"{seen} labels appeared at once: committed per chunk, not per label"
     assert not (tmp_path / "out.h5").exists()
     _, alive = psutil.wait_procs(children, timeout=60)
     assert not alive, "worker processes outlived the killed parent"
     done = rows(cache)
-    assert 15 <= done < len(db)
+    assert seen <= done < len(db)
     out, report = label_with_report(db, "CISD/cc-pVDZ", cache=cache, progress=False)
     assert report.cached == done and report.computed == len(db) - done
     assert np.abs(out.get("CISD/cc-pVDZ") - h2_labels["cisd"][:160]).max() < 1e-7
@@ -159,6 +211,16 @@ def test_dask_local_cluster_gives_the_local_numbers(tmp_path):
             distributed.Client(cluster) as client:
         out, report = label_with_report(db, "CISD/cc-pVDZ", cache=tmp_path / "c.sqlite",
                                         executor=client, progress=False)
+        # one Dask task per molecule, at most max_in_flight of them submitted at a time
+        tasks = h2_tasks("HF/STO-3G", 12)
+        held = []
+        results = {}
+        for i, outcome in DaskExecutor(client, max_in_flight=3).map(tasks):
+            held.append(sum(state.status != "finished" for state in client.futures.values()))
+            results[i] = outcome
     assert report.computed == len(db) and report.ok
     np.testing.assert_allclose(out.get("CISD/cc-pVDZ"), local.get("CISD/cc-pVDZ"), rtol=0,
                                atol=1e-10)
+    assert sorted(results) == list(range(12)) and max(held) <= 3, held
+    serial = dict(SerialExecutor(threads=1).map(tasks))
+    assert all(abs(results[i].energy - serial[i].energy) < 1e-10 for i in range(12))

@@ -17,7 +17,6 @@ import multiprocessing as mp
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
-from multiprocessing.connection import wait
 
 import numpy as np
 
@@ -98,7 +97,36 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-class _ProcessWorker:
+class _Chunks:
+    """The chunks a worker was sent and has not finished, oldest first (it computes them in
+    order, so the first task id of the first chunk is the one it is computing)."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[deque[int]] = deque()
+        self.job_id: int | None = None  # the job of the last chunk sent (the worker keeps it)
+
+    def add(self, task_ids: list[int]) -> None:
+        self.chunks.append(deque(task_ids))
+
+    def finished(self, task_id: int) -> None:
+        first = self.chunks[0]
+        if first[0] == task_id:
+            first.popleft()
+        else:  # not expected (a worker answers in order); keep the books right regardless
+            for chunk in self.chunks:
+                if task_id in chunk:
+                    chunk.remove(task_id)
+                    break
+        while self.chunks and not self.chunks[0]:
+            self.chunks.popleft()
+
+    @property
+    def inflight(self) -> list[int]:
+        """Task ids sent and not answered, in the order the worker computes them."""
+        return [t for chunk in self.chunks for t in chunk]
+
+
+class _ProcessWorker(_Chunks):
     """A worker subprocess (see :mod:`levelup.qm.worker`) and its two pipes."""
 
     def __init__(self, threads: int, idle: float | None) -> None:
@@ -110,6 +138,7 @@ class _ProcessWorker:
         from .. import __path__ as levelup_path
         from .worker import BOOTSTRAP
 
+        super().__init__()
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
         env = dict(os.environ)
@@ -125,7 +154,6 @@ class _ProcessWorker:
             os.close(result_w)
         self.tasks = Connection(task_w, readable=False)
         self.results = Connection(result_r, writable=False)
-        self.inflight: deque[int] = deque()
 
     def stop(self, kill: bool = False, timeout: float = 5.0) -> None:
         import subprocess
@@ -151,26 +179,29 @@ class _ProcessWorker:
         return f"exit code {code}" if code is not None else "pipe closed"
 
 
-class _ThreadWorker:
+class _ThreadWorker(_Chunks):
     """A worker thread in this process: computes while the main thread waits on results."""
 
     def __init__(self, threads: int, idle: float | None) -> None:
         import threading
 
+        super().__init__()
         self.tasks, their_tasks = mp.Pipe(duplex=False)[::-1]
         their_results, self.results = mp.Pipe(duplex=False)[::-1]
         self.thread = threading.Thread(target=_serve_thread,
                                        args=(their_tasks, their_results, threads, idle),
                                        name="levelup-label-worker", daemon=True)
         self.thread.start()
-        self.inflight: deque[int] = deque()
 
     def stop(self, kill: bool = False, timeout: float = 5.0) -> None:
+        """Ask the thread to stop; with ``kill`` (or after ``timeout``) close its pipes too, so
+        that it stops after the molecule it computes (its next answer finds no reader)."""
         with contextlib.suppress(OSError):
             self.tasks.send(None)
         if not kill:
             self.thread.join(timeout)
         self.tasks.close()
+        self.results.close()
 
     def alive(self) -> bool:
         return self.thread.is_alive()
@@ -194,36 +225,88 @@ def _serve_thread(tasks, results, threads: int, idle: float | None) -> None:
         tasks.close()
 
 
+class _Queues:
+    """Tasks not yet sent, grouped by job (kind of molecule and level) in order of first
+    appearance, with each job's measured seconds per molecule."""
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        ids: dict[Job, int] = {}
+        self.jobs: list[Job] = []
+        self.queues: list[deque[int]] = []
+        for i, (job, _) in enumerate(tasks):
+            j = ids.get(job)
+            if j is None:
+                j = ids[job] = len(self.jobs)
+                self.jobs.append(job)
+                self.queues.append(deque())
+            self.queues[j].append(i)
+        self.job_of = np.empty(len(tasks), dtype=np.int64)
+        for j, queue in enumerate(self.queues):
+            self.job_of[list(queue)] = j
+        self.seconds: list[float | None] = [None] * len(self.jobs)  # running mean per job
+        self.left = len(tasks)
+
+    def observe(self, task_id: int, seconds: float) -> None:
+        j = int(self.job_of[task_id])
+        mean = self.seconds[j]
+        self.seconds[j] = seconds if mean is None else 0.8 * mean + 0.2 * seconds
+
+    def put_back(self, task_id: int) -> None:
+        self.queues[int(self.job_of[task_id])].appendleft(task_id)
+        self.left += 1
+
+    def take(self, prefer: int | None, size_for) -> tuple[int, list[int]] | None:
+        """A chunk (job index, task ids), of the job ``prefer`` when it has tasks left (that
+        worker holds its PySCF set-up), else of the first job with tasks left."""
+        if not self.left:
+            return None
+        if prefer is None or prefer >= len(self.queues) or not self.queues[prefer]:
+            prefer = next(j for j, q in enumerate(self.queues) if q)
+        queue = self.queues[prefer]
+        size = min(len(queue), size_for(self.seconds[prefer], self.left))
+        chunk = [queue.popleft() for _ in range(size)]
+        self.left -= size
+        return prefer, chunk
+
+
 class ProcessExecutor(Executor):
     """Local parallel workers: one thread in this process plus ``workers - 1`` subprocesses.
 
     The thread starts computing at once while the subprocesses start (about a second: Python
-    and PySCF imports); work is handed out one molecule at a time, so fast workers take more.
-    The workers are kept until :meth:`close` or until they have been idle for ``idle``
-    seconds (then the next :meth:`map` starts fresh ones), and keep their PySCF set-up between
-    molecules.
+    and PySCF imports). Work goes out in chunks of molecules of one kind, each chunk one small
+    message (the job is sent once, then only coordinates), sized from the measured time per
+    molecule so that a chunk carries about ``chunk_seconds`` of work (one molecule while
+    nothing is measured yet; smaller chunks near the end, so the last molecules spread over all
+    workers). Each worker holds at most two chunks (the one it computes and the next, so it
+    never waits for this process) and answers once per molecule as each finishes, so every
+    label reaches the caller, and the cache, the moment it exists. The workers are kept until
+    :meth:`close` or until they have been idle for ``idle`` seconds (then the next :meth:`map`
+    starts fresh ones), and keep their PySCF set-up (one ``Mole`` per kind of molecule) between
+    molecules and calls.
 
     Args:
         workers: parallel calculations (default: one per core).
         threads: OpenMP/BLAS threads per worker (default: cores // workers, at least 1).
-        queued: seconds of work kept queued at each worker beyond the task it computes, so
-            that it never waits for this process: at least one task, at most ``max_queued``
-            (many for millisecond tasks, one for long ones, so the last tasks spread evenly).
-        max_queued: the most tasks queued per worker.
+        chunk_seconds: seconds of work per chunk, from the measured time per molecule.
+        max_chunk: the most molecules per chunk.
+        chunk_size: molecules per chunk, fixed (None: from ``chunk_seconds``).
         idle: seconds a worker waits for work before it exits (None: until :meth:`close`).
     """
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
-                 queued: float = 0.05, max_queued: int = 8, idle: float | None = None) -> None:
+                 chunk_seconds: float = 0.03, max_chunk: int = 64, chunk_size: int | None = None,
+                 idle: float | None = None) -> None:
         cores = available_cores()
         self.workers = int(workers or cores)
         if self.workers < 1:
             raise LevelupError(f"workers must be at least 1; got {workers}")
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise LevelupError(f"chunk_size must be at least 1; got {chunk_size}")
         self.threads = int(threads or max(1, cores // self.workers))
-        self.queued = queued
-        self.max_queued = max_queued
+        self.chunk_seconds = float(chunk_seconds)
+        self.max_chunk = int(max_chunk)
+        self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.idle = idle
-        self._task_seconds: float | None = None  # running mean duration of a task
         self.busy = False
         self._pool: list = []
 
@@ -242,131 +325,169 @@ class ProcessExecutor(Executor):
             self._pool.append(_ProcessWorker(self.threads, self.idle))
 
     def map(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Outcome]]:
+        import selectors
+
+        if not len(tasks):
+            return
         self.start()
-        queue = deque(range(len(tasks)))
+        queues = _Queues(tasks)
         deaths: dict[int, int] = {}
         done = 0
         clean = False
         self.busy = True
+        selector = selectors.DefaultSelector()
+        for worker in self._pool:
+            worker.job_id = None  # job indices are this call's: send each worker its job again
+            selector.register(worker.results, selectors.EVENT_READ, worker)
         try:
             with limited_threads(self.threads):  # for the worker thread in this process
                 for worker in self._pool:
-                    self._fill(worker, queue, tasks)
+                    self._fill(worker, queues, tasks)
                 while done < len(tasks):
-                    by_conn = {w.results: w for w in self._pool}
-                    for ready in wait(list(by_conn)):
-                        worker = by_conn[ready]
-                        try:
+                    for key, _ in selector.select():
+                        worker = key.data
+                        try:  # one answer; the selector reports the pipe again if more wait
                             task_id, outcome = worker.results.recv()
                         except (EOFError, OSError):
-                            for task_id, outcome in self._replace(worker, queue, deaths):
-                                done += 1
-                                yield task_id, outcome
+                            pass
+                        else:
+                            worker.finished(task_id)
+                            queues.observe(task_id, outcome.seconds)
+                            done += 1
+                            yield task_id, outcome
+                            self._fill(worker, queues, tasks)
                             continue
-                        worker.inflight.remove(task_id)
-                        done += 1
-                        self._observe(outcome.seconds)
-                        yield task_id, outcome
-                        self._fill(worker, queue, tasks)
-                    for worker in self._pool:
-                        self._fill(worker, queue, tasks)
+                        dead = worker
+                        selector.unregister(dead.results)
+                        for task_id, outcome in self._replace(dead, queues, deaths):
+                            done += 1
+                            yield task_id, outcome
+                        fresh = self._pool[-1]
+                        selector.register(fresh.results, selectors.EVENT_READ, fresh)
+                        for other in self._pool:  # molecules went back to the queue
+                            self._fill(other, queues, tasks)
             clean = True
         finally:
+            selector.close()
             self.busy = False
             if not clean:  # interrupted or abandoned: stop the work in progress
                 self.close(kill=True)
 
-    def _replace(self, worker, queue: deque, deaths: dict[int, int]):
-        """A worker died (out of memory, killed, crashed in native code): give its molecules
-        one more try on a fresh worker, then report them as failed."""
+    def _replace(self, worker, queues: _Queues, deaths: dict[int, int]):
+        """A worker died (out of memory, killed, crashed in native code): start a fresh one
+        (appended to the pool), give the molecule it was computing one more try, then report
+        it as failed; the molecules it had not started yet go back to the queue."""
         why = worker.describe_death()
         self._pool.remove(worker)
         worker.stop(kill=True)
         self._pool.append(_ThreadWorker(self.threads, self.idle)
                           if isinstance(worker, _ThreadWorker)
                           else _ProcessWorker(self.threads, self.idle))
-        for task_id in reversed(worker.inflight):
+        inflight = worker.inflight
+        for task_id in reversed(inflight[1:]):
+            queues.put_back(task_id)
+        if inflight:
+            task_id = inflight[0]
             deaths[task_id] = deaths.get(task_id, 0) + 1
             if deaths[task_id] >= 2:
                 yield task_id, Outcome(float("nan"), error=f"the worker died twice while "
                                        f"computing this molecule ({why}; out of memory?)")
             else:
-                queue.appendleft(task_id)
+                queues.put_back(task_id)
 
-    def _observe(self, seconds: float) -> None:
-        mean = self._task_seconds
-        self._task_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds
-
-    def _depth(self) -> int:
-        """Tasks to queue per worker beyond the one it computes."""
-        if self._task_seconds is None:
+    def _chunk_size(self, seconds: float | None, left: int) -> int:
+        """Molecules in the next chunk of a job whose molecules take ``seconds`` each (None:
+        not measured yet), with ``left`` molecules not yet sent in all."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if seconds is None:
             return 1
-        return int(min(self.max_queued, max(1, self.queued / max(self._task_seconds, 1e-6))))
+        size = int(min(self.max_chunk, max(1, self.chunk_seconds / max(seconds, 1e-6))))
+        # near the end, smaller chunks: every worker gets a share of what is left
+        return max(1, min(size, left // (2 * len(self._pool))))
 
-    def _fill(self, worker, queue: deque, tasks: Sequence[Task]) -> None:
-        depth = self._depth()
-        while queue and len(worker.inflight) <= depth:
-            task_id = queue.popleft()
-            job, xyz = tasks[task_id]
-            worker.tasks.send((task_id, job, np.asarray(xyz, dtype=np.float64)))
-            worker.inflight.append(task_id)
+    def _fill(self, worker, queues: _Queues, tasks: Sequence[Task]) -> None:
+        """Send ``worker`` chunks until it holds two."""
+        while len(worker.chunks) < 2:
+            taken = queues.take(worker.job_id, self._chunk_size)
+            if taken is None:
+                return
+            j, ids = taken
+            coordinates = np.stack([np.asarray(tasks[i][1], dtype=np.float64) for i in ids])
+            worker.add(ids)
+            job = None if j == worker.job_id else queues.jobs[j]
+            worker.job_id = j
+            try:
+                worker.tasks.send((job, ids, coordinates))
+            except OSError:  # it died: its result pipe reports that next, and the chunk is redone
+                return
 
     def close(self, kill: bool = False) -> None:
         """Stop the workers (at once, abandoning work in progress, with ``kill``)."""
         pool, self._pool = self._pool, []
         for worker in pool:
-            worker.stop(kill=kill or bool(worker.inflight))
+            worker.stop(kill=kill or bool(worker.chunks))
 
 
 # ------------------------------------------------------------------------------------ Dask
 class DaskExecutor(Executor):
     """Runs tasks on a Dask distributed cluster through ``client``.
 
-    Molecules are sent in chunks of one kind (``chunk_size`` of them, default: enough for about
-    four chunks per Dask thread, at most 32), each chunk a Dask task; labels are committed as
-    each chunk comes back. Each Dask thread runs PySCF on ``threads`` OpenMP threads (Dask's
-    model: one task per core).
+    Each molecule is its own Dask task, and only ``max_in_flight`` of them are submitted at a
+    time (default: four per Dask thread): as each finishes, its label is handed to the caller
+    (who commits it) and the next molecule is submitted, so the cluster stays busy, finished
+    labels never wait for others, and a run that stops early leaves little work behind. Each
+    Dask thread keeps its PySCF set-up between molecules of one kind and runs PySCF on
+    ``threads`` OpenMP threads (Dask's model: one task per core).
 
     Args:
         client: a ``dask.distributed.Client``.
-        chunk_size: molecules per Dask task.
+        max_in_flight: Dask tasks submitted and not yet finished, at most.
         threads: OpenMP threads per Dask task (None leaves the workers' setting).
     """
 
-    def __init__(self, client, chunk_size: int | None = None, threads: int | None = 1) -> None:
+    def __init__(self, client, max_in_flight: int | None = None, threads: int | None = 1) -> None:
         self.client = client
-        self.chunk_size = chunk_size
         self.threads = threads
         try:
             threads = sum(client.nthreads().values())
         except Exception:  # noqa: BLE001 - an unusual client: assume one thread
             threads = 1
         self.workers = max(1, int(threads))
+        if max_in_flight is not None and int(max_in_flight) < 1:
+            raise LevelupError(f"max_in_flight must be at least 1; got {max_in_flight}")
+        self.max_in_flight = int(max_in_flight or 4 * self.workers)
 
     def map(self, tasks: Sequence[Task]) -> Iterator[tuple[int, Outcome]]:
         from distributed import as_completed
 
-        size = self.chunk_size or max(1, min(32, len(tasks) // (4 * self.workers) or 1))
-        chunks: list[tuple[Job, list[int]]] = []
-        for i, (job, _) in enumerate(tasks):
-            if chunks and chunks[-1][0] == job and len(chunks[-1][1]) < size:
-                chunks[-1][1].append(i)
-            else:
-                chunks.append((job, [i]))
-        futures = {}
-        for job, ids in chunks:
-            coords = [np.asarray(tasks[i][1], dtype=np.float64) for i in ids]
-            future = self.client.submit(compute_many, job, coords, self.threads, pure=False)
-            futures[future] = ids
+        if not len(tasks):
+            return
+        futures: dict = {}
+        following = iter(range(len(tasks)))
+
+        def submit(i: int):
+            job, xyz = tasks[i]
+            future = self.client.submit(compute_many, job, [np.asarray(xyz, dtype=np.float64)],
+                                        self.threads, pure=False)
+            futures[future] = i
+            return future
+
         try:
-            for future in as_completed(futures):
-                ids = futures[future]
+            running = as_completed([submit(i) for _, i in
+                                    zip(range(self.max_in_flight), following, strict=False)])
+            for future in running:
+                i = futures.pop(future)
                 try:
-                    outcomes = future.result()
+                    outcome = future.result()[0]
                 except Exception as exc:  # noqa: BLE001 - a lost worker, a pickling error
-                    outcomes = [Outcome(float("nan"), error=f"Dask task failed: "
-                                        f"{type(exc).__name__}: {exc}") for _ in ids]
-                yield from zip(ids, outcomes, strict=True)
+                    outcome = Outcome(float("nan"), error=f"Dask task failed: "
+                                      f"{type(exc).__name__}: {exc}")
+                following_id = next(following, None)
+                if following_id is not None:  # before handing this one over: keep them busy
+                    running.add(submit(following_id))
+                future.release()
+                yield i, outcome
         finally:
             for future in futures:
                 if not future.done():

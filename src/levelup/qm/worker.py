@@ -1,5 +1,12 @@
-"""The loop a labelling worker runs: receive (task id, job, coordinates), compute, send back
-(task id, outcome). It runs in a thread of the calling process or in a worker subprocess.
+"""The loop a labelling worker runs: receive a chunk of molecules of one kind, compute them one
+after another, and send back each outcome the moment it exists (so that the parent commits every
+label as it finishes, even in the middle of a chunk). It runs in a thread of the calling process
+or in a worker subprocess.
+
+Protocol. Parent to worker: ``(job or None, task ids, coordinates (k, atoms, 3) Angstrom)``; the
+job is sent only when it differs from the previous chunk's (None: the same job again), so a
+chunk costs one small message; ``None`` stops the worker. Worker to parent, once per molecule:
+``(task id, Outcome)``.
 
 Worker subprocesses are plain ``python -c BOOTSTRAP`` processes talking over two pipes, not
 ``multiprocessing`` children: nothing re-imports the user's ``__main__`` script (so scripts need
@@ -29,10 +36,12 @@ main(sys.argv[3:])
 
 
 def serve(tasks, results, idle: float | None = None) -> None:
-    """Compute tasks from connection ``tasks`` and send outcomes to ``results`` until a None
-    task arrives, ``tasks`` closes, or (with ``idle``) no task came for ``idle`` seconds."""
+    """Compute chunks from connection ``tasks`` and send one ``(task id, Outcome)`` per molecule
+    to ``results`` as each finishes, until a None message arrives, ``tasks`` closes, the parent
+    stops reading (it died), or (with ``idle``) no chunk came for ``idle`` seconds."""
     from .calculators import compute
 
+    job = None
     while True:
         try:
             if idle is not None and not tasks.poll(idle):
@@ -42,12 +51,14 @@ def serve(tasks, results, idle: float | None = None) -> None:
             return
         if message is None:
             return
-        task_id, job, coordinates = message
-        outcome = compute(job, coordinates)
-        try:
-            results.send((task_id, outcome))
-        except OSError:
-            return
+        new_job, task_ids, coordinates = message
+        job = new_job if new_job is not None else job
+        for task_id, xyz in zip(task_ids, coordinates, strict=True):
+            outcome = compute(job, xyz)
+            try:
+                results.send((task_id, outcome))
+            except OSError:  # the parent is gone: nobody will commit the rest
+                return
 
 
 def main(argv: Sequence[str]) -> None:
