@@ -32,11 +32,14 @@ def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.nda
     key = content_key({
         "step": "outputs", "levelup": __version__, "labels": run.steps["labels"].key,
         "train": np.asarray(train_idx), "validation": np.asarray(val_idx),
-        "models": run.checksums, "training_seconds": run.seconds, "output": output,
+        "models": run.checksums, "output": output,
         "title": study.title, "seed": study.seed, "compare": study.compare,
         "recipe": dataclasses.asdict(study.transfer), "anchors": study.anchors,
-        "delta_base": study.delta_base, "text": study.text})
-    metrics_file, report_file = folder / "metrics.json", folder / "report.md"
+        "delta_base": study.delta_base})
+    metrics_file, report_file, copy = (folder / "metrics.json", folder / "report.md",
+                                       folder / "study.toml")
+    if study.text and not (copy.is_file() and copy.read_text(encoding="utf-8") == study.text):
+        write_text_atomic(copy, study.text)  # the file as last run (comments may have changed)
     if (run.store.entry("outputs").get("key") == key and metrics_file.is_file()
             and report_file.is_file()):
         metrics = json.loads(metrics_file.read_text())
@@ -45,8 +48,6 @@ def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.nda
     # files are about to change: until they are all written, no key vouches for them
     run.store.record("outputs", {"key": None, "status": "writing"})
     _write(run, db, train_idx, val_idx)
-    if study.text:
-        write_text_atomic(folder / "study.toml", study.text)
     run._done("outputs", key, "done", start, report_file,
               f"{len(study.output.plots)} figure(s), metrics.json, report.md -> {folder}")
     return json.loads(metrics_file.read_text())
