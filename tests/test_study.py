@@ -175,6 +175,39 @@ def test_a_subset_of_comparisons_with_high_level_only_on_the_selected_points(tmp
     assert result.metrics["details"]["pretrained"]["all"]["n"] == 26
 
 
+def test_delta_on_low_level_labels(tmp_path):
+    text = (SMALL.replace('seed = 0\n', 'seed = 0\ncompare = ["delta"]\n')
+            .replace("[output]", '[delta]\nbase = "labels"\n[output]'))
+    result = run_study(write_study(tmp_path, text), progress=False)
+    assert list(result.steps) == ["labels", "pretrained", "delta", "outputs"]
+    # low-level QM plus a correction fitted on 6 points: exact-ish there, and better than HF
+    models = result.metrics["models"]
+    assert models["delta"]["rmse_all_kcalmol"] < models["HF/STO-3G itself"]["rmse_all_kcalmol"]
+
+
+def test_file_and_distortion_sources(tmp_path):
+    from levelup.studies.h2 import h2_scan
+    from levelup.studyrun import scan_coordinate
+
+    h2_scan()[::50].write(tmp_path / "frames.extxyz")
+    study = parse_study({**BASE, "geometries": {"source": "file", "path": "frames.extxyz"},
+                         "output": {"coordinate": [0, 1], "regions": {"short": [0.5, 1.0]}}},
+                        base=tmp_path)
+    db = build_geometries(study.geometries)
+    x, label = scan_coordinate(study, db)
+    assert len(db) == 10 and np.allclose(x, h2_scan().distance(0, 1)[::50])
+    assert label == "distance 0-1 (Angstrom)"
+    (tmp_path / "h2.xyz").write_text("2\nH2\nH 0 0 0\nH 0 0 0.74\n")
+    table = {"source": "distort", "structure": "h2.xyz", "n": 5, "amplitude": 0.05}
+    study = parse_study({**BASE, "seed": 7, "geometries": table}, base=tmp_path)
+    assert study.geometries.seed == 7 and scan_coordinate(study, db)[0] is None
+    a = build_geometries(study.geometries)
+    b = build_geometries(parse_study({**BASE, "seed": 7, "geometries": table},
+                                     base=tmp_path).geometries)
+    assert len(a) == 5 and np.array_equal(a.coordinates, b.coordinates)
+    assert np.abs(a.coordinates - [[0, 0, 0], [0, 0, 0.74]]).max() <= 0.05
+
+
 # ---------------------------------------------------------------------------------- selection
 
 
