@@ -61,6 +61,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     labels = warm_labels()
+    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=ROOT).stdout.strip()
     rows, outputs, metrics = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -92,7 +94,8 @@ def main() -> None:
     models = metrics[first[0]]["models"]
     body = "\n".join([
         f"`levelup run examples/h2_tutorial.toml` as a subprocess, run folder in a fresh temporary "
-        f"folder, labels warm in the user's label cache ({labels}); torch on 1 thread. The second "
+        f"folder, labels warm in the user's label cache ({labels}); torch on 1 thread; levelup at "
+        f"commit {revision}. The second "
         f"run is {ratio:.1f}x faster than the first in wall time ({cpu_ratio:.1f}x in CPU time); "
         "the issue asks for at least 20x. Most of what the second run still spends is the Python "
         "start and `import torch` (it loads no model and draws no figure: every step's key "

@@ -184,6 +184,7 @@ class _Run:
         self.checksums: dict[str, str] = {}  # step -> tensors_sha256 of its model file
         self.seconds: dict[str, float] = {}  # step -> training time (when it was trained)
         self.format_version = FORMAT_VERSION
+        self.names = (study.levels.low, study.levels.high)  # property names, canonical once labelled
 
     # ------------------------------------------------------------------ bookkeeping
     def _done(self, name: str, key: str, status: str, start: float, file: Path | None,
