@@ -61,8 +61,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     labels = warm_labels()
-    revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=ROOT).stdout.strip()
+    revision = (subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                               text=True, cwd=ROOT).stdout.strip()
+                or os.environ.get("BENCH_REVISION", "unknown"))
     rows, outputs, metrics = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
