@@ -436,9 +436,10 @@ class DaskExecutor(Executor):
     Each molecule is its own Dask task, and only ``max_in_flight`` of them are submitted at a
     time (default: four per Dask thread): as each finishes, its label is handed to the caller
     (who commits it) and the next molecule is submitted, so the cluster stays busy, finished
-    labels never wait for others, and a run that stops early leaves little work behind. Each
-    Dask thread keeps its PySCF set-up between molecules of one kind and runs PySCF on
-    ``threads`` OpenMP threads (Dask's model: one task per core).
+    labels never wait for others, and a run that stops early leaves little work behind (the
+    scheduler's cost, about a millisecond per task, is small next to any calculation worth a
+    cluster). Each Dask thread keeps its PySCF set-up between molecules of one kind and runs
+    PySCF on ``threads`` OpenMP threads (Dask's model: one task per core).
 
     Args:
         client: a ``dask.distributed.Client``.
