@@ -11,10 +11,10 @@ Layout inside the run folder::
                                            seconds
 
 A key is :func:`content_key` of the step's inputs: training arrays and labels, settings, seeds,
-the parent model's tensor checksum for a model derived from another one, and the model-file
-format version. Files are written atomically and each step is recorded in the manifest as soon as
-it is done, so a run killed half-way keeps every model it finished; models of earlier settings
-stay in ``models/`` (switching back to them reuses them).
+the parent model's tensor checksum for a model derived from another one, the model-file
+format version and levelup's version. Files are written atomically and each step is recorded
+in the manifest as soon as it is done, so a run killed half-way keeps every model it finished;
+models of earlier settings stay in ``models/`` (switching back to them reuses them).
 """
 
 from __future__ import annotations

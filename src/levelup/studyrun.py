@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from . import __version__
 from .atomic import write_bytes_atomic
 from .data import Database
 from .errors import ConfigError, DataError
@@ -259,7 +260,9 @@ class _Run:
                    metadata: dict[str, Any]) -> None:
         """Reuse the model of ``name`` whose key matches ``parts``, or ``train()`` and store it."""
         start = time.perf_counter()
-        key = content_key({"step": name, "model_format": self.format_version, **parts})
+        # levelup's version too: an upgrade may train differently, so it retrains
+        key = content_key({"step": name, "model_format": self.format_version,
+                           "levelup": __version__, **parts})
         found = self.store.find(name, key)
         path = self.store.model_file(name, key)
         if found is not None:
