@@ -17,7 +17,8 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("demo", "label", "train", "predict", "info", "plot", "build", "pretrained"):
+    for name in ("demo", "label", "train", "predict", "info", "plot", "build", "pretrained", "run",
+                 "export", "finetune"):
         assert name in out
 
 

@@ -31,6 +31,8 @@ from .modelfile import load_model  # noqa: E402
 from .predict import Prediction  # noqa: E402
 from .pretrained import pretrained  # noqa: E402
 from .qm import atom_energies, label  # noqa: E402
+from .studyfile import Study, read_study  # noqa: E402
+from .studyrun import StudyResult, run_study  # noqa: E402
 from .train import History, TrainConfig, fit  # noqa: E402
 from .transfer import (  # noqa: E402
     L2SP,
@@ -61,6 +63,8 @@ __all__ = [
     "Molecule",
     "Prediction",
     "PropertyInfo",
+    "Study",
+    "StudyResult",
     "TrainConfig",
     "__version__",
     "add_layer",
@@ -71,9 +75,11 @@ __all__ = [
     "load_model",
     "parameter_groups",
     "pretrained",
+    "read_study",
     "refit_self_energies",
     "reinitialize",
     "replace_output",
+    "run_study",
     "self_energies_from_atoms",
     "set_self_energies",
     "unfreeze",
