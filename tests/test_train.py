@@ -19,7 +19,7 @@ from levelup.data import Database
 from levelup.errors import ConfigError, DataError
 from levelup.model import ANIModel
 from levelup.optim import FlatAdamW, Plateau
-from levelup.train import History, TrainConfig, fit
+from levelup.train import History, TrainConfig, fit, torchani_groups
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -211,6 +211,60 @@ def test_moving_average():
     with opt.averaged():
         assert torch.allclose(p.detach(), expected)
     assert torch.equal(p.detach(), values[-1])
+
+
+def test_sgd_group_is_plain_sgd_beside_adamw():
+    """A group marked "sgd" steps p -= lr * grad (no decay, no moments); the AdamW group next to
+    it matches torch's AdamW."""
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    b = torch.nn.Parameter(torch.tensor([0.5]))
+    w_ref = torch.nn.Parameter(w.detach().clone())
+    ref = torch.optim.AdamW([w_ref], lr=0.1, weight_decay=0.01)
+    opt = FlatAdamW([([w], 0.1, 0.01), ([b], 0.2, 0.3, "sgd")])
+    expected_b = 0.5
+    for g in (0.3, -1.0, 2.0):
+        w.grad.fill_(g)
+        b.grad.fill_(g)
+        w_ref.grad = torch.full_like(w_ref, g)
+        opt.step()
+        ref.step()
+        expected_b -= 0.2 * g
+    assert torch.allclose(w.detach(), w_ref.detach(), atol=1e-6)
+    assert b.item() == pytest.approx(expected_b, abs=1e-6)
+    opt.set_scale(0.5)
+    b.grad.fill_(1.0)
+    opt.step()
+    assert b.item() == pytest.approx(expected_b - 0.1, abs=1e-6)
+
+
+def test_torchani_groups_step_biases_by_sgd_in_hartree_units():
+    """fit with torchani_groups: one step moves each bias by -rate * dL/db with L the loss in
+    Hartree^2 (TorchANI's and MLatom's plain SGD); the weights go to AdamW."""
+    import copy
+
+    db = make_db(12)
+    model = small_model()
+    model.set_self_energies(SELF)
+    start = copy.deepcopy(model)
+    groups = torchani_groups(model)
+    weight_ids = {id(p) for p in groups[0]["params"]}
+    assert all(n.endswith("weight") for n, p in model.named_parameters() if id(p) in weight_ids)
+    assert groups[1]["sgd"] and all(p.dim() == 1 for p in groups[1]["params"])
+    rate = 1e-3
+    fit(model, db, db, property="morse", progress=False, param_groups=groups,
+        config=TrainConfig.mlatom(max_epochs=1, batch_size=len(db), learning_rate=rate))
+    species = start.species_index(db.species)
+    pred = start(species, torch.from_numpy(db.coordinates).float())
+    ref = torch.from_numpy(np.array(db.get("morse")))
+    n_atoms = torch.from_numpy((db.species > 0).sum(1)).double()
+    loss = ((pred - ref) ** 2 / n_atoms.sqrt()).mean()  # Hartree^2
+    names = [n for n, _ in start.named_parameters() if n.endswith("bias")]
+    grads = torch.autograd.grad(loss, [dict(start.named_parameters())[n] for n in names])
+    after = dict(model.named_parameters())
+    for name, g in zip(names, grads, strict=True):
+        expected = dict(start.named_parameters())[name].detach() - rate * g.float()
+        assert torch.allclose(after[name].detach(), expected, rtol=1e-4, atol=1e-7), name
+    assert not torch.equal(after["networks.H.0.weight"], start.networks["H"][0].weight)
 
 
 def test_plateau_schedule():

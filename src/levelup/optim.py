@@ -29,16 +29,19 @@ _FUSED = getattr(torch, "_fused_adam_", None)
 
 
 class FlatAdamW:
-    """AdamW over ``groups``: a list of (parameters, learning rate, weight decay).
+    """AdamW over ``groups``: a list of (parameters, learning rate, weight decay), or of
+    (parameters, learning rate, weight decay, "sgd") for a group stepped by plain SGD instead,
+    ``p -= lr * grad`` with no decay and no moments (TorchANI's and MLatom's recipe trains the
+    biases so).
 
     The learning rates of all groups are multiplied by :attr:`scale` (1 at the start), which
     the schedule lowers.
     """
 
-    def __init__(self, groups: Sequence[tuple[Sequence[Tensor], float, float]],
+    def __init__(self, groups: Sequence[tuple[Any, ...]],
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  ema_decay: float = 0.0) -> None:
-        self.params: list[Tensor] = [p for ps, _, _ in groups for p in ps]
+        self.params: list[Tensor] = [p for group in groups for p in group[0]]
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError("a parameter appears in two groups")
         ref = self.params[0]
@@ -48,16 +51,27 @@ class FlatAdamW:
         self.grad = torch.zeros_like(self.flat)
         lr = torch.empty_like(self.flat)
         wd = torch.empty_like(self.flat)
+        sgd = torch.zeros(total, dtype=torch.bool, device=ref.device)
         offset = 0
-        for ps, group_lr, group_wd in groups:
+        for ps, group_lr, group_wd, *kind in groups:
+            if kind and kind[0] != "sgd":
+                raise ValueError(f"unknown group kind {kind[0]!r}; the only one is 'sgd'")
             for p in ps:
                 n = p.numel()
                 self.flat[offset:offset + n].copy_(p.detach().reshape(-1))
                 lr[offset:offset + n] = group_lr
-                wd[offset:offset + n] = group_wd
+                wd[offset:offset + n] = 0.0 if kind else group_wd
+                sgd[offset:offset + n] = bool(kind)
                 p.data = self.flat[offset:offset + n].view_as(p)
                 p.grad = self.grad[offset:offset + n].view_as(p)
                 offset += n
+        #: positions stepped by plain SGD (None: every one by AdamW)
+        self._sgd = sgd.nonzero().view(-1) if bool(sgd.any()) else None
+        if self._sgd is not None:
+            self._sgd_lr = lr[self._sgd]
+            adam = (~sgd).nonzero().view(-1)
+            lr = lr.clone()
+            lr[self._sgd] = float(lr[adam[0]]) if len(adam) else 0.0  # keep the AdamW rate uniform
         # one learning rate for all: a scalar keeps the update one fused addcdiv
         self._lr_uniform = float(lr[0]) if bool((lr == lr[0]).all()) else None
         self.base_lr = lr
@@ -99,6 +113,16 @@ class FlatAdamW:
             self.flat.copy_(current)
 
     def _update(self) -> None:
+        if self._sgd is None:
+            self._adamw()
+            return
+        # plain SGD on its positions: AdamW runs over the whole buffer (one kernel), then the
+        # SGD positions get their own update from the values they had before
+        before = self.flat[self._sgd]
+        self._adamw()
+        self.flat[self._sgd] = before - (self._sgd_lr * self.scale) * self.grad[self._sgd]
+
+    def _adamw(self) -> None:
         beta1, beta2 = self.betas
         self.steps += 1
         if self._decay is None:  # 1 - lr * wd, per element; recomputed when the scale changes

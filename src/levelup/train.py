@@ -132,7 +132,9 @@ class TrainConfig:
 
     @classmethod
     def mlatom(cls, **changes: Any) -> TrainConfig:
-        """MLatom 3.25's ANI recipe (the tutorial's): batch 8, rate 1e-3, no moving average."""
+        """MLatom 3.25's ANI recipe (the tutorial's): batch 8, rate 1e-3, no moving average.
+        MLatom (as TorchANI's example) steps the biases by plain SGD: pass
+        ``param_groups=torchani_groups(model)`` to :func:`fit` for that too."""
         return cls(**{"batch_size": 8, "learning_rate": 1e-3, "ema_decay": 0.0, **changes})
 
     @classmethod
@@ -272,21 +274,44 @@ def _weight_decays(model: torch.nn.Module, config: TrainConfig) -> dict[int, flo
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig,
                param_groups: Sequence[Mapping[str, Any]] | None) -> FlatAdamW:
-    """AdamW over the trainable parameters, grouped by (learning rate, weight decay)."""
+    """AdamW over the trainable parameters, grouped by (learning rate, weight decay); groups
+    marked ``"sgd"`` by plain SGD (see :func:`torchani_groups`)."""
     decays = _weight_decays(model, config)
     groups = param_groups if param_groups is not None else [{"params": list(model.parameters())}]
-    buckets: dict[tuple[float, float], list[Tensor]] = {}
+    buckets: dict[tuple[float, float, bool], list[Tensor]] = {}
     for group in groups:
         lr = float(group.get("lr", config.learning_rate))
+        sgd = bool(group.get("sgd", False))
         for p in group["params"]:
             if p.requires_grad:
-                wd = float(group.get("weight_decay", decays.get(id(p), 0.0)))
-                buckets.setdefault((lr, wd), []).append(p)
+                wd = 0.0 if sgd else float(group.get("weight_decay", decays.get(id(p), 0.0)))
+                buckets.setdefault((lr, wd, sgd), []).append(p)
     if not buckets:
         raise ConfigError("the model has no trainable parameter (all are frozen): unfreeze some "
                           "layers before fitting")
-    return FlatAdamW([(ps, lr, wd) for (lr, wd), ps in buckets.items()],
-                     ema_decay=config.ema_decay)
+    # an SGD group's rate applies to the loss in Hartree^2 (TorchANI's and MLatom's units);
+    # the loss here is in (kcal/mol)^2, KCAL^2 times larger, and so are its gradients
+    return FlatAdamW([(ps, lr / KCAL ** 2, wd, "sgd") if sgd else (ps, lr, wd)
+                      for (lr, wd, sgd), ps in buckets.items()], ema_decay=config.ema_decay)
+
+
+def torchani_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
+    """Parameter groups of TorchANI's training example and of MLatom (``torchani_interface``):
+    the weights by AdamW, the biases by plain SGD, for ``fit(..., param_groups=...)``.
+
+    Plain SGD at the AdamW learning rate on a loss in Hartree^2 moves a bias by about
+    ``rate * error``, i.e. hardly at all once the errors are below a milli-Hartree: the biases
+    stay close to their initial values (zero for levelup's and TorchANI's initialisation) and
+    the weights do the fitting. On the H2 tutorial this matters for what a pre-trained model
+    does after transfer: models pre-trained so extrapolate far better below 0.9 Angstrom when
+    fine-tuned from 10 points than models whose biases were trained by AdamW
+    (bench/bench_tutorial_protocol.py). :meth:`TrainConfig.mlatom` with these groups is
+    MLatom's recipe.
+    """
+    weights, biases = [], []
+    for name, p in model.named_parameters():
+        (biases if name.endswith("bias") else weights).append(p)
+    return [{"params": weights}, {"params": biases, "sgd": True}]
 
 
 def _fingerprint(config: TrainConfig, prop: str, *sets: Database) -> str:
@@ -382,9 +407,11 @@ def fit(
         forces: name of the force property (Hartree/Angstrom) used when
             ``config.force_weight > 0``; default ``"forces/" + property``.
         param_groups: optimizer parameter groups to use instead of "every parameter at
-            ``config.learning_rate``": dicts with ``"params"`` and optionally ``"lr"`` and
-            ``"weight_decay"`` (e.g. :func:`levelup.transfer.parameter_groups`). Only the
-            parameters listed (and trainable) are trained.
+            ``config.learning_rate``": dicts with ``"params"`` and optionally ``"lr"``,
+            ``"weight_decay"`` and ``"sgd"`` (True: plain SGD instead of AdamW, the rate
+            applying to the loss in Hartree^2; see :func:`torchani_groups`; e.g.
+            :func:`levelup.transfer.parameter_groups`). Only the parameters listed (and
+            trainable) are trained.
         penalty: a function of the model returning a scalar added to every batch loss, in
             (kcal/mol)^2 (e.g. :class:`levelup.transfer.L2SP`).
         callback: called as ``callback(epoch, history, model)`` after every epoch, with the

@@ -17,8 +17,11 @@ MLatom                                          levelup
 ``models.methods(method=L, program='PySCF')``   ``levelup.label(db, L)``
 ``models.ani(model_file=F)``                    ``load_model(F)`` if F exists, else a new
                                                 ``ANIModel`` saved to F after training
-``ani.train(...)``                              ``fit`` (+ ``refit_self_energies`` when the
-                                                self energies were reset)
+``ani.train(...)``                              ``fit`` with MLatom's recipe,
+                                                ``TrainConfig.mlatom()`` and
+                                                ``torchani_groups`` (+
+                                                ``refit_self_energies`` when the self
+                                                energies were reset)
 ``ani.fix_layers([[0, 6]])``                    ``transfer.freeze`` (Sequential positions
                                                 0, 2, 4, 6 are Linear layers 0, 1, 2, 3)
 ``ani.energy_shifter.self_energies = None``     refit on the next ``train``
@@ -231,9 +234,16 @@ class ani:  # noqa: N801 - MLatom's name
               validation_molecular_database: molecular_database | None = None,
               hyperparameters: dict[str, Any] | None = None, reset_optimizer: bool = True,
               xyz_derivative_property_to_learn: str | None = None, **_: Any) -> None:
-        """Train on ``property_to_learn`` (Hartree); the optimizer always starts fresh."""
+        """Train on ``property_to_learn`` (Hartree) with MLatom's recipe (``TrainConfig.mlatom``:
+        batch 8, AdamW at 1e-3 on the weights, plain SGD on the biases, rate halved after 64
+        epochs without a better validation loss, stop below 1e-5, best weights kept), the
+        hyperparameters given on top. The optimizer always starts fresh. MLatom seeds nothing:
+        the random choices (initial weights, validation split, batch order) come from torch's
+        global generator, so ``torch.manual_seed`` fixes them."""
+        import torch
+
         from ..model import ANIModel
-        from ..train import TrainConfig, fit
+        from ..train import TrainConfig, fit, torchani_groups
 
         db = molecular_database._db()
         settings = {**self.hyperparameters, **(hyperparameters or {})}
@@ -241,7 +251,9 @@ class ani:  # noqa: N801 - MLatom's name
         if unknown:
             raise ConfigError(f"unknown hyperparameters {unknown}; levelup maps "
                               f"{sorted(_HYPERPARAMETERS)}")
-        config = TrainConfig(**{_HYPERPARAMETERS[k]: v for k, v in settings.items()})
+        seed = int(torch.randint(2 ** 31 - 1, (), dtype=torch.int64))
+        config = TrainConfig.mlatom(seed=seed, **{_HYPERPARAMETERS[k]: v
+                                                  for k, v in settings.items()})
         if self.model is None:
             self.model = ANIModel(db.elements)
         elif self._refit_self_energies:
@@ -256,7 +268,7 @@ class ani:  # noqa: N801 - MLatom's name
             if validation is not None:
                 validation.set(forces, -np.asarray(validation.get(xyz_derivative_property_to_learn)))
         fit(self.model, db, validation, property=property_to_learn, config=config,
-            progress=self.verbose, forces=forces)
+            progress=self.verbose, forces=forces, param_groups=torchani_groups(self.model))
         if self.model_file is not None:
             self.model.save(self.model_file, metadata={"trained_on": property_to_learn})
 
