@@ -96,3 +96,37 @@ def test_fix_layers_maps_sequential_positions(tmp_path):
     reloaded.predict(molecular_database=db, property_to_predict="P")
     ani.predict(molecular_database=db, property_to_predict="Q")
     np.testing.assert_array_equal(db.get_properties("P"), db.get_properties("Q"))
+
+
+def test_train_uses_mlatoms_recipe_seeded_by_torch(tmp_path, monkeypatch):
+    """ani.train maps onto MLatom's recipe (TrainConfig.mlatom with the user's hyperparameters on
+    top, biases by plain SGD) and, like MLatom, takes its random choices from torch's global
+    generator: the same torch.manual_seed gives the same model."""
+    import levelup.train
+
+    seen = []
+    fit = levelup.train.fit
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(levelup.train, "fit", spy)
+    db = small_db()
+    models = []
+    for seed in (5, 5, 6):
+        torch.manual_seed(seed)
+        ani = ml.models.ani(model_file=str(tmp_path / f"m{len(models)}.pt"), verbose=False)
+        ani.train(molecular_database=db, property_to_learn="E",
+                  hyperparameters={"learning_rate": 5e-4, "max_epochs": 2})
+        models.append(ani.model.state_dict())
+    config = seen[0]["config"]
+    assert (config.batch_size, config.learning_rate, config.ema_decay, config.max_epochs) == \
+        (8, 5e-4, 0.0, 2)
+    groups = seen[0]["param_groups"]
+    sgd = [p for g in groups if g.get("sgd") for p in g["params"]]
+    assert len(sgd) == 4 and all(p.dim() == 1 for p in sgd)  # the four biases of H
+    assert seen[0]["config"].seed == seen[1]["config"].seed != seen[2]["config"].seed
+    key = "networks.H.2.weight"
+    assert torch.equal(models[0][key], models[1][key])
+    assert not torch.equal(models[0][key], models[2][key])
