@@ -119,3 +119,12 @@ def test_finetune_an_ensemble_tunes_each_member_with_its_own_seed():
     base = ensemble.predict(db).energies - db.get("high")
     assert np.sqrt(np.mean(err**2)) < 0.25 * np.sqrt(np.mean(base**2))
     assert np.all(pred.energies_std > 0)  # the members differ
+
+
+
+def test_force_anchor_recipe_is_the_earlier_default():
+    old = TransferRecipe.force_anchor()
+    assert (old.smoothness, old.polish_smoothness, old.learning_rate) == (0.0, 0.0, 1e-3)
+    assert old.anchor_strength == TransferRecipe().anchor_strength
+    assert TransferRecipe.force_anchor(seed=3).seed == 3
+    assert TransferRecipe().smoothness > 0

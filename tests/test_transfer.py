@@ -14,9 +14,12 @@ from levelup.studies.h2 import h2_scan
 from levelup.train import TrainConfig, fit
 from levelup.transfer import (
     L2SP,
+    ForceAnchor,
+    SmoothCorrection,
     add_layer,
     freeze,
     frozen_parameters,
+    internal_directions,
     linear_positions,
     parameter_groups,
     refit_self_energies,
@@ -25,6 +28,7 @@ from levelup.transfer import (
     set_self_energies,
     unfreeze,
 )
+from levelup.units import HARTREE_TO_KCALMOL
 
 
 def small_model(seed=0, elements=("H",)):
@@ -175,3 +179,59 @@ def test_refit_keeps_elements_absent_from_data():
         values = refit_self_energies(model, db, "E")
     assert values[1] == -38.0
     np.testing.assert_allclose(model.predict(db).energies, db.get("E"), atol=1e-9)
+
+
+class _PlusCorrection(torch.nn.Module):
+    """``model`` plus an analytic correction of the H2 bond length r: ``c1 r + c2 r^2``
+    (Hartree, r in Angstrom)."""
+
+    def __init__(self, model, c1=0.0, c2=0.0):
+        super().__init__()
+        self.model, self.c1, self.c2 = model, c1, c2
+
+    def forward(self, species, xyz):
+        r = (xyz[:, 1] - xyz[:, 0]).norm(dim=-1)
+        return self.model(species, xyz) + self.c1 * r + self.c2 * r**2
+
+
+def test_internal_directions_neither_translate_nor_rotate():
+    db = Database.concatenate([h2_scan()[::100], Database.from_numpy(
+        np.array([[[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]]]), [8, 1, 1])])
+    model = ANIModel(["H", "O"], hidden=(8, 4), seed=0)
+    species = model.species_index(db.species)
+    xyz = torch.from_numpy(np.array(db.coordinates))
+    real = (species >= 0).unsqueeze(-1)
+    u = internal_directions(xyz, real, torch.Generator().manual_seed(0))
+    assert torch.allclose(u.pow(2).sum((1, 2)), torch.ones(len(db), dtype=u.dtype))
+    assert torch.all(u[~real.expand_as(u)] == 0)  # padding atoms stay put
+    assert torch.allclose(u.sum(1), torch.zeros(len(db), 3, dtype=u.dtype), atol=1e-12)
+    com = (xyz * real).sum(1, keepdim=True) / real.sum(1, keepdim=True)
+    angular = torch.cross((xyz - com) * real, u, dim=-1).sum(1)
+    assert torch.allclose(angular, torch.zeros_like(angular), atol=1e-12)
+    # H2: the only internal motion is the stretch
+    bond = xyz[:-1, 1] - xyz[:-1, 0]
+    along = ((u[:-1, 1] - u[:-1, 0]) * bond).sum(-1).abs() / bond.norm(dim=-1)
+    assert torch.allclose(along, torch.full_like(along, 2**0.5))
+
+
+def test_smooth_correction_measures_curvature_of_the_change_only():
+    db = h2_data(20)
+    model = small_model().double()
+    penalty = SmoothCorrection(model, db, strength=2.0, step=0.01, batch_size=8)
+    assert float(penalty(model).detach()) == pytest.approx(0.0, abs=1e-12)
+    # a constant shift (new self energies) or a change linear in r has no curvature ...
+    set_self_energies(model, [-0.7])
+    assert float(penalty(model).detach()) == pytest.approx(0.0, abs=1e-12)
+    assert float(penalty(_PlusCorrection(model, c1=0.05)).detach()) == pytest.approx(0.0, abs=1e-9)
+    assert float(ForceAnchor(model, db, strength=2.0)(_PlusCorrection(model, c1=0.05)).detach()) > 1.0
+    # ... a quadratic one has: curvature 2 c2; along the unit stretch (r changes by sqrt(2) h)
+    # the forces on both atoms change by 2 c2 sqrt(2) h each: |change|^2 / h^2 = 16 c2^2
+    c2 = 0.01
+    value = penalty(_PlusCorrection(model, c2=c2)).detach()
+    assert float(value) == pytest.approx(2.0 * 16 * (c2 * HARTREE_TO_KCALMOL) ** 2, rel=1e-6)
+    fixed = penalty.fixed()
+    assert float(fixed(_PlusCorrection(model, c2=c2)).detach()) == pytest.approx(float(value), rel=1e-6)
+    with pytest.raises(ConfigError):
+        SmoothCorrection(model, db, strength=-1.0)
+    with pytest.raises(ConfigError):
+        SmoothCorrection(model, db, strength=1.0, step=0.0)

@@ -5,17 +5,27 @@ The recipe (``TransferRecipe()``), for a handful of high-level energies:
 
 1. copy the pre-trained model; refit its self energies to the new level, keeping the networks
    (:func:`~levelup.transfer.refit_self_energies`);
-2. fine-tune every layer with full-batch AdamW (no weight decay) while a
-   :class:`~levelup.transfer.ForceAnchor` keeps the pre-trained model's forces on the
-   pre-training geometries; the best-validation weights are kept;
-3. polish: re-anchor on the model of step 2 and minimise the same loss to convergence with
-   L-BFGS, so the new points are fitted closely while the shape learned in step 2 stays.
+2. fine-tune every layer with full-batch AdamW (no weight decay, rate 3e-4) under two priors
+   on the *correction* the fine-tuning makes to the pre-trained surface, both on the
+   pre-training geometries (the anchors): a :class:`~levelup.transfer.ForceAnchor` (the change
+   of the forces stays small) and a :class:`~levelup.transfer.SmoothCorrection` (the change
+   of the forces varies slowly: the correction has a small curvature); the best-validation
+   weights are kept;
+3. polish: re-anchor the forces on the model of step 2, keep the smoothness prior, and minimise
+   the same loss to convergence with L-BFGS, so the new points are fitted closely while the
+   shape learned in step 2 stays.
 
 Why: fine-tuning on ~10 points with frozen layers (MLatom's tutorial) leaves the surface free
 where there are no points, and it extrapolates badly (a spurious well ~30 kcal/mol deep below
 the shortest training distance of the H2 tutorial). The correction between levels of theory is
-smoother than either surface, so anchoring the *forces* of the pre-trained surface where
-nothing else is known is the right prior; see bench/RESULTS.md for the measured effect.
+smoother than either surface. The force anchor alone asks it to be *flat* where there is no
+point, so beyond the data the model falls back to the pre-trained shape (H2: minimum at the
+HF/STO-3G bond length); the smoothness prior alone lets it continue *linearly* from the nearest
+points (H2: 0.79 Angstrom, as a natural spline of the correction does); together they keep the
+correction's slope near the data and let it fade far away. On the H2 tutorial this cut the
+error where there is no training point (0.5-0.9 Angstrom) from 10.2 to ~1.4 kcal/mol; the
+measurements are in bench/RESULTS.md. ``TransferRecipe.force_anchor()`` is the earlier recipe
+(force anchor only, rate 1e-3).
 """
 
 from __future__ import annotations
@@ -30,7 +40,14 @@ import torch
 from .data import Database
 from .errors import ConfigError
 from .train import History, TrainConfig, fit
-from .transfer import L2SP, ForceAnchor, freeze, refit_self_energies, self_energies_from_atoms
+from .transfer import (
+    L2SP,
+    ForceAnchor,
+    SmoothCorrection,
+    freeze,
+    refit_self_energies,
+    self_energies_from_atoms,
+)
 from .units import HARTREE_TO_KCALMOL
 
 
@@ -45,11 +62,15 @@ class TransferRecipe:
     level: str | None = None  # level of theory for self_energies="atoms"
     anchor_strength: float = 1e-3  # ForceAnchor strength, Angstrom^2 (0: no anchor)
     anchor_batch: int = 128  # anchor geometries drawn per step
+    smoothness: float = 1e-4  # SmoothCorrection strength, Angstrom^4 (0: off); needs a rate
+    #                           <= ~3e-4 (at 1e-3 the curvature term makes AdamW oscillate)
+    smoothness_step: float = 0.02  # finite-difference step of SmoothCorrection, Angstrom
     l2sp: float = 0.0  # L2-SP strength on the weights, (kcal/mol)^2 per squared weight
-    learning_rate: float = 1e-3  # AdamW rate of step 2
+    learning_rate: float = 3e-4  # AdamW rate of step 2
     epochs: int = 3000  # epochs of step 2 (full batch: one step per epoch)
     polish_iterations: int = 200  # L-BFGS iterations of step 3 (0: no polish)
     polish_anchor_strength: float = 1e-2  # anchor strength of step 3, on step 2's model
+    polish_smoothness: float = 1e-4  # SmoothCorrection strength of step 3 (vs the pre-trained)
     seed: int = 0  # seeds the anchor draws and the batch order
 
     def __post_init__(self) -> None:
@@ -58,8 +79,15 @@ class TransferRecipe:
                               f"{self.self_energies!r}")
         if self.self_energies == "atoms" and not self.level:
             raise ConfigError("self_energies='atoms' needs level='method/basis'")
-        if min(self.anchor_strength, self.l2sp, self.polish_anchor_strength) < 0:
+        if min(self.anchor_strength, self.l2sp, self.polish_anchor_strength, self.smoothness,
+               self.polish_smoothness) < 0:
             raise ConfigError("penalty strengths must be >= 0")
+
+    @classmethod
+    def force_anchor(cls, **changes: Any) -> TransferRecipe:
+        """The earlier recipe: the force anchor alone (no smoothness prior), AdamW at 1e-3."""
+        return cls(**({"smoothness": 0.0, "polish_smoothness": 0.0, "learning_rate": 1e-3}
+                      | changes))
 
 
 def finetune(pretrained: Any, train: Database, validation: Database | None = None, *,
@@ -75,8 +103,9 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
             pre-trained forces.
         train, validation: the high-level data (validation picks the best epoch of step 2).
         property: the high-level energy property.
-        anchors: geometries whose pre-trained forces are kept where the new data says nothing
-            (typically the pre-training set); default: ``train`` and ``validation`` only.
+        anchors: geometries on which the priors act where the new data says nothing (the
+            pre-trained forces are anchored there, and the correction kept smooth); typically
+            the pre-training set; default: ``train`` and ``validation`` only.
         recipe: the :class:`TransferRecipe` (default: levelup's recommended one).
 
     Returns:
@@ -110,6 +139,12 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
                                      recipe.anchor_batch, recipe.seed))
     if recipe.l2sp > 0:
         penalties.append(L2SP(model, recipe.l2sp))
+    smooth = None
+    if recipe.smoothness > 0 or recipe.polish_smoothness > 0:
+        smooth = SmoothCorrection(model, anchors, recipe.smoothness, recipe.smoothness_step,
+                                  recipe.anchor_batch, recipe.seed)
+        if recipe.smoothness > 0:
+            penalties.append(smooth)
     config = TrainConfig(learning_rate=recipe.learning_rate, batch_size=len(train),
                          weight_decay=0.0, hidden_weight_decay=(0.0,),
                          lr_patience=recipe.epochs, max_epochs=recipe.epochs,
@@ -118,10 +153,15 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
     history = fit(model, train, validation, property=property, config=config,
                   progress=progress, penalty=_sum(penalties))
     if recipe.polish_iterations > 0:
-        polish(model, train, property=property,
-               penalty=ForceAnchor(model, anchors, recipe.polish_anchor_strength,
-                                   recipe.anchor_batch, recipe.seed)
-               if recipe.polish_anchor_strength > 0 else None,
+        polish_penalties = []
+        if recipe.polish_anchor_strength > 0:
+            polish_penalties.append(ForceAnchor(model, anchors, recipe.polish_anchor_strength,
+                                                recipe.anchor_batch, recipe.seed).fixed())
+        if recipe.polish_smoothness > 0:
+            fixed = smooth.fixed()
+            fixed.strength = recipe.polish_smoothness
+            polish_penalties.append(fixed)
+        polish(model, train, property=property, penalty=_sum(polish_penalties),
                iterations=recipe.polish_iterations)
     return model, history
 
@@ -151,8 +191,9 @@ def polish(model: Any, train: Database, *, property: str, penalty: Any = None,
     optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, history_size=50,
                                   tolerance_grad=1e-10, tolerance_change=1e-14,
                                   line_search_fn="strong_wolfe")
-    if penalty is not None and hasattr(penalty, "batch_size"):
-        penalty = replace_batch(penalty)
+    if penalty is not None and hasattr(penalty, "fixed") and not getattr(penalty, "is_fixed",
+                                                                            False):
+        penalty = penalty.fixed()  # a random anchor draw per call would confuse L-BFGS
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -170,15 +211,9 @@ def polish(model: Any, train: Database, *, property: str, penalty: Any = None,
 
 
 def replace_batch(anchor: ForceAnchor, most: int = 1024) -> ForceAnchor:
-    """The same anchor on one fixed draw of at most ``most`` of its geometries, used at every
-    call (L-BFGS needs a deterministic loss)."""
-    n = anchor.species.shape[0]
-    idx = torch.randperm(n, generator=anchor.generator)[:most] if n > most else torch.arange(n)
-    fixed = copy.copy(anchor)
-    fixed.species, fixed.coordinates = anchor.species[idx], anchor.coordinates[idx]
-    fixed.real, fixed.reference = anchor.real[idx], anchor.reference[idx]
-    fixed.batch_size = len(idx)
-    return fixed
+    """The same anchor on one fixed draw of at most ``most`` of its geometries (see
+    :meth:`ForceAnchor.fixed`)."""
+    return anchor.fixed(most)
 
 
 __all__ = ["TransferRecipe", "finetune", "polish"]
