@@ -294,7 +294,7 @@ class ProcessExecutor(Executor):
     """
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
-                 chunk_seconds: float = 0.03, max_chunk: int = 64, chunk_size: int | None = None,
+                 chunk_seconds: float = 0.05, max_chunk: int = 64, chunk_size: int | None = None,
                  idle: float | None = None) -> None:
         cores = available_cores()
         self.workers = int(workers or cores)
