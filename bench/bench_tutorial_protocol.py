@@ -63,7 +63,9 @@ def labels() -> dict[str, np.ndarray]:
     db = label(label(h2_scan(), LOW, progress=False), HIGH, progress=False)
     out = {"r": db.distance(0, 1), "hf": np.array(db.get(LOW)), "cisd": np.array(db.get(HIGH))}
     WORK.mkdir(parents=True, exist_ok=True)
-    np.savez(WORK / "labels.npz", **out)
+    path = WORK / "labels.npz"
+    if not path.exists() or any(not np.array_equal(np.load(path)[k], v) for k, v in out.items()):
+        np.savez(path, **out)
     return out
 
 
@@ -187,6 +189,14 @@ def mlatom(prefix: str, seed: int, pretrained: Path | None, reuse: bool) -> dict
             "seconds": info["times_s"]}
 
 
+def cross(start: str, pretrained: Path, seed: int, reuse: bool) -> dict:
+    """The transfer step from one pre-trained model, by the compat layer and by MLatom."""
+    key = {"MLatom": "mlatom", "levelup compat": "levelup", "levelup TrainConfig()": "default"}
+    return {"compat": compat_transfer(pretrained, seed),
+            "mlatom": mlatom(f"cross_{key[start]}_s{seed}", seed, pretrained,
+                             reuse)["pred"]["ANI_TL_energy"]}
+
+
 def measure(seeds: list[int], reuse: bool) -> dict:
     import torch
 
@@ -194,23 +204,23 @@ def measure(seeds: list[int], reuse: bool) -> dict:
     lab = labels()
     runs: dict = {"seeds": seeds, "load": [os.getloadavg()[0]], "compat": {}, "mlatom": {},
                   "cross": {}}
-    for seed in seeds:
+    starts = {"levelup compat": "levelup_s{}_pretrained.npz",
+              "levelup TrainConfig()": "default_s{}_pretrained.npz",
+              "MLatom": "mlatom_s{}_pretrained.npz"}
+    for seed in seeds:  # levelup's runs first, MLatom's (the longest) last
         runs["compat"][seed] = compat_tutorial(seed)
-        runs["mlatom"][seed] = mlatom(f"mlatom_s{seed}", seed, None, reuse)
-        cross = {}
-        ml_pre = WORK / f"mlatom_s{seed}_pretrained.npz"
-        lv_pre = WORK / f"levelup_s{seed}_pretrained.npz"
-        df_pre = default_pretrained(seed)
-        for start, path in (("MLatom", ml_pre), ("levelup compat", lv_pre),
-                            ("levelup TrainConfig()", df_pre)):
-            key = start.split()[0] + ("_default" if "TrainConfig" in start else "")
-            cross[start] = {
-                "compat": compat_transfer(path, seed),
-                "mlatom": mlatom(f"cross_{key}_s{seed}", seed, path, reuse)["pred"]["ANI_TL_energy"],
-            }
-        runs["cross"][seed] = cross
+        default_pretrained(seed)
+        runs["cross"][seed] = {}
+        for start in ("levelup compat", "levelup TrainConfig()"):
+            runs["cross"][seed][start] = cross(start, WORK / starts[start].format(seed), seed, reuse)
         runs["load"].append(os.getloadavg()[0])
-        print(f"seed {seed} done", flush=True)
+        print(f"seed {seed}: levelup done", flush=True)
+    for seed in seeds:
+        runs["mlatom"][seed] = mlatom(f"mlatom_s{seed}", seed, None, reuse)
+        runs["cross"][seed]["MLatom"] = cross("MLatom", WORK / starts["MLatom"].format(seed), seed,
+                                              reuse)
+        runs["load"].append(os.getloadavg()[0])
+        print(f"seed {seed}: MLatom done", flush=True)
     runs["r"], runs["hf"], runs["cisd"] = lab["r"], lab["hf"], lab["cisd"]
     return runs
 
@@ -267,7 +277,8 @@ def report(runs: dict, seeds: list[int]) -> None:
                      for s in seeds]
                 cells.append(f"{np.median(v):.2f} [{', '.join(f'{x:.1f}' for x in v)}]")
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |")
-    lines += ["", "Load average (1 min) at the start and after each seed: "
+    lines += ["", "Load average (1 min) at the start, after each seed's levelup runs and after each "
+              "seed's MLatom runs: "
               + " / ".join(f"{x:.1f}" for x in runs["load"]) + ".", "", READING]
     print("\n".join(lines))
     write_section("tutorial-protocol", "The tutorial's own protocol: levelup.compat.mlatom vs "
