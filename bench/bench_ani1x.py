@@ -28,13 +28,13 @@ seeds 0, 1, 2:
 The ensemble rows also give the spread of the members on the held-out set (mean over the 200
 geometries of the members' sample standard deviation, kcal/mol), beside the RMSE of the mean.
 
-    .venv/bin/python bench/bench_ani1x.py [--quick] [--resume] [--seeds 0 1 2]
+    .venv/bin/python bench/bench_ani1x.py [--quick] [--resume] [--seeds 0 1 2] [--partial]
 
 ``--quick`` (fewer geometries and epochs) checks the script runs; its numbers are not reported.
 Each seed's numbers are kept in bench/_work/ani1x/seed<N>.json; ``--resume`` reuses those that
 exist (a run cut short goes on where it stopped). ``--seeds`` runs only the seeds named (one
 process per seed runs them side by side); the section of bench/RESULTS.md is written once every
-seed's numbers exist (``--resume`` gathers them).
+seed's numbers exist (``--resume`` gathers them; ``--partial`` writes it with the seeds done).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def revision() -> str:
         return "unknown"
 
 
-def table(runs: list[dict]) -> str:
+def table(runs: list[dict], seeds: list[int]) -> str:
     rows = []
     for name in ORDER:
         values = [r["rmse"][name] for r in runs]
@@ -204,8 +204,8 @@ def table(runs: list[dict]) -> str:
                        if None not in spreads else "")
         rows.append(f"| {name} | {np.median(values):.2f} | {' / '.join(f'{v:.2f}' for v in values)}"
                     f" | {spread_text} | {time_text} |")
-    return ("| model | RMSE (median) | seeds 0 / 1 / 2 | ensemble spread (median; seeds) "
-            "| seconds (median) |\n|---|---|---|---|---|\n" + "\n".join(rows))
+    return (f"| model | RMSE (median) | seeds {' / '.join(map(str, seeds))} | ensemble spread "
+            "(median; seeds) | seconds (median) |\n|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def main() -> int:
@@ -215,6 +215,8 @@ def main() -> int:
                         help="reuse the per-seed results kept by an earlier run")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
                         help="run only these seeds; the others are read back from their files")
+    parser.add_argument("--partial", action="store_true",
+                        help="write the table even when some seeds have no numbers yet")
     args = parser.parse_args()
     # one torch thread: these networks are small, and on a busy 2-core machine two threads spend
     # their time waiting on each other (an AdamW step measured 57 ms with 2 threads, 0.2 ms with 1)
@@ -234,30 +236,35 @@ def main() -> int:
     label_s = time.perf_counter() - t
 
     ani1x_test = pretrained("ani-1x", progress=False).predict(test).energies
-    runs = []
+    runs, done = [], []
     for seed in SEEDS:
         kept = WORK / f"seed{seed}{'-quick' if args.quick else ''}.json"
         if seed not in args.seeds or (args.resume and kept.exists()):
             if kept.exists():
                 runs.append(json.loads(kept.read_text()))
+                done.append(seed)
             continue
         run = run_seed(seed, test, pool, ani1x_test, epochs, cache, recipe)
         run["revision"], run["loadavg_end"] = rev, os.getloadavg()
         kept.write_text(json.dumps(run, indent=1))
         runs.append(run)
+        done.append(seed)
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in run["rmse"].items()), flush=True)
-    if len(runs) < len(SEEDS):
+    if len(runs) < len(SEEDS) and not (args.partial and runs):
         print(f"seeds {args.seeds} done; the table needs every seed: run again with --resume")
         return 0
     load_after = os.getloadavg()
     singles = "; ".join(f"seed {s}: " + " / ".join(f"{v:.2f}" for v in r["single_members"])
-                        for s, r in zip(SEEDS, runs, strict=True))
+                        for s, r in zip(done, runs, strict=True))
     revisions = sorted({r.get("revision", "unknown") for r in runs})
     body = (
         f"Water, {n_test} held-out geometries (r 0.80-1.25 Angstrom, angle 80-140 degrees), "
         f"16 {HIGH} points per seed (13 train + 3 validation); HF transfer pre-trained on "
         f"{n_pool} {LOW} points. RMSE against {HIGH} over the held-out set, kcal/mol, median of "
-        f"seeds {', '.join(map(str, SEEDS))}. Labels took {label_s:.0f} s (0 when cached); "
+        f"seeds {', '.join(map(str, done))}"
+        + ("" if len(done) == len(SEEDS) else f" (only these finished: a partial table; seeds "
+           f"{', '.join(str(x) for x in SEEDS if x not in done)} are missing)")
+        + f". Labels took {label_s:.0f} s (0 when cached); "
         "torch on 1 thread.\n\n"
         "Rows: *fine-tuned* and *transfer* are the tutorial's recipe (self energies refit, first and "
         "last layers frozen, AdamW 1e-4); *recommended recipe* is `levelup.finetune.finetune` with "
@@ -266,11 +273,11 @@ def main() -> int:
         "member k with seed + k) or to member 0 alone (1 member). Ensemble spread: mean over the "
         "held-out set of the members' standard deviation, kcal/mol (ANI-1x as published, before any refit: "
         f"{np.median([r['spread']['ANI-1x as published'] for r in runs]):.2f}).\n\n"
-        + table(runs)
+        + table(runs, done)
         + f"\n\nRMSE of each member of the recommended-recipe ensemble on its own, members 0-7: {singles}."
         + f"\n\nRevision {', '.join(revisions)}. Load average (1, 5, 15 min) when each seed ended: "
         + "; ".join(f"seed {s}: " + ", ".join(f"{v:.1f}" for v in r["loadavg_end"])
-                    for s, r in zip(SEEDS, runs, strict=True))
+                    for s, r in zip(done, runs, strict=True))
         + "; when this table was written: " + ", ".join(f"{v:.1f}" for v in load_after)
         + " (2 cores shared with other jobs, seeds run side by side: the seconds drift with the load)."
     )
