@@ -188,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--note", default="", help="a paragraph to add to the section")
     args = parser.parse_args()
 
     from levelup.qm import ProcessExecutor
@@ -300,11 +301,16 @@ def main() -> None:
         "nothing is measured; smaller chunks at the end), at most two chunks held per worker; "
         "every molecule's label is sent back, and committed, the moment it exists. What is "
         "left between the pool and 2x: (1) two calculations at once on this machine are each "
-        "slower than one alone (the ceiling row; measured with two independent processes of "
-        "HF/STO-3G on H2: 2.45-2.5 ms of CPU per molecule alone, 2.8-2.9 ms each when two run, "
-        "load ~11, shared caches or hyperthread siblings under the VM); (2) the calling "
-        "process's own work per label (receive, SQLite commit, bookkeeping: ~0.1 s of its CPU "
-        "for 451 HF labels), taken from the worker thread that shares its interpreter.",
+        "slower than one alone (the ceiling row; in a separate measurement at a load of ~11, "
+        "two independent processes took 2.45-2.5 ms of CPU per HF/STO-3G molecule alone and "
+        "2.8-2.9 ms each when both ran, CISD/cc-pVDZ 12.0 vs 13.4-13.6 ms: shared caches, or "
+        "hyperthread siblings under the VM; the pool's workers measured the same 2.7-2.9 and "
+        "13.5-14.1 ms); (2) the calling process's own work per label (receive, SQLite commit, "
+        "bookkeeping: ~0.1 s of its CPU for 451 HF labels, of which the pool's part is "
+        "15-35 microseconds per label), taken from the worker thread that shares its "
+        "interpreter. Two worker subprocesses instead of thread + subprocess used the same CPU "
+        "(HF 1.34-1.54 s vs 1.34-1.38 s; CISD 6.52-6.60 vs 6.41-6.48 s) and start a second "
+        "later, so the thread stays.",
         "",
         "Where the time goes in plain PySCF (cProfile, per geometry): parsing the basis-set "
         "file again in gto.M (~5 ms), parsing the ANO file again for the MINAO initial guess "
@@ -322,7 +328,8 @@ def main() -> None:
     print(summary)
     if not args.no_write:
         write_section("label", "Labelling: 451 H2 geometries, HF/STO-3G + CISD/cc-pVDZ "
-                      "(issue 3)", body + "\n\nSummary: " + summary,
+                      "(issue 3)", body + (f"\n\n{args.note}" if args.note else "")
+                      + "\n\nSummary: " + summary,
                       f"python bench/bench_label.py --repeat {args.repeat}")
 
 
