@@ -241,7 +241,7 @@ def analysis(runs: dict, ph: dict, epochs: dict, per_epoch: dict) -> str:
         "(2 worker processes x 1 thread) were "
         f"{labels(ml) / labels(lv):.1f}x faster.",
         "- **Training.** The compat layer trains with MLatom's recipe (`TrainConfig.mlatom()` "
-        "with `torchani_groups`, since this revision: what makes the tutorial's transfer as "
+        "with `torchani_groups`, since this revision: what makes the tutorial's transfer at least as "
         "accurate as MLatom's, see the tutorial-protocol section), so levelup runs about as many "
         f"epochs as MLatom ({' / '.join(map(str, epochs['levelup']))} vs "
         f"{' / '.join(map(str, epochs['MLatom']))}) and its speed-up is the cost per epoch: "
