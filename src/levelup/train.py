@@ -4,7 +4,8 @@ The recipe is TorchANI's and MLatom's: AdamW, the learning rate halved when the 
 has not improved for a number of epochs (ReduceLROnPlateau), training stops once the rate falls
 below a floor, and the weights of the best validation epoch are restored. By default it runs on
 batches of 16 at 2e-3 and validates a moving average of the weights (see :class:`TrainConfig`);
-``TrainConfig.mlatom()`` is MLatom's exact recipe (batch 8, 1e-3, no average).
+``TrainConfig.mlatom()`` with ``param_groups=torchani_groups(model)`` is MLatom's recipe (batch 8,
+1e-3, no average, biases by plain SGD).
 
 Loss (per batch, energies in kcal/mol so that losses and penalties read in familiar units)::
 
@@ -74,7 +75,7 @@ class TrainConfig:
     epochs; batch 32 at 2e-3 or 3e-3 was faster still but failed now and then), and the weights
     validated and kept are a moving average of the iterates (``ema_decay``, as NequIP and MACE
     do), which removes most of the minibatch jitter: on the tutorial's H2 data the final error
-    is about half MLatom's. :meth:`mlatom` gives MLatom's recipe exactly.
+    is about half MLatom's. :meth:`mlatom` (with :func:`torchani_groups`) gives MLatom's recipe.
     """
 
     # --- optimizer: AdamW (TorchANI's example, MLatom) -------------------------------------
