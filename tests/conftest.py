@@ -48,6 +48,18 @@ def h2_atoms():
     return make
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_for_the_session():
+    """One torch thread from the start, so module- and session-scoped fixtures (which run before
+    any function-scoped fixture) train on one thread too."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny networks run far faster on one thread than on two (intra-op parallelism costs more
