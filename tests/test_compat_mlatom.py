@@ -2,59 +2,17 @@
 
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 import levelup.compat.mlatom as ml
-from levelup import ConfigError, load_model
-from levelup.units import HARTREE_TO_KCALMOL
+from levelup import ConfigError
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "examples" / "mlatom_tutorial.py"
-
-
-@pytest.mark.slow
-def test_tutorial_runs_through_compat_layer(tmp_path, monkeypatch, h2_labels):
-    monkeypatch.chdir(tmp_path)
-    torch.manual_seed(0)  # MLatom seeds nothing; the test pins torch's global stream
-    try:
-        ns = runpy.run_path(str(TUTORIAL), run_name="__main__")
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close("all")  # the tutorial draws with pyplot; leave no figure behind
-    db = ns["molDB"]
-    # the labels are PySCF's, equal to the reference within 1e-7 Ha
-    np.testing.assert_allclose(db.get_properties("HF_energy"), h2_labels["hf"], atol=1e-7)
-    np.testing.assert_allclose(db.get_properties("CISD_energy"), h2_labels["cisd"], atol=1e-7)
-    for name in ("ANI-HF.pt", "ANI-HF-TL.pt", "ANI_CISD.pt", "energy-TL.png"):
-        assert (tmp_path / name).exists(), name
-    # the tutorial's split: 10 training points from 0.9 to 4.9 Å, validation at 0.5 and 4.5 Å
-    np.testing.assert_allclose(ns["sub"].xyz_coordinates[:, 1, 2],
-                               [0.9, 1.3, 1.7, 2.1, 2.5, 2.9, 3.3, 3.7, 4.1, 4.9], atol=1e-9)
-    np.testing.assert_allclose(ns["val"].xyz_coordinates[:, 1, 2], [0.5, 4.5], atol=1e-9)
-
-    def rmse(name, ref):
-        return float(np.sqrt(np.mean((db.get_properties(name) - db.get_properties(ref)) ** 2))
-                     * HARTREE_TO_KCALMOL)
-
-    # MLatom 3.25 on the same labels (../shared/reference/anchor.md, worst of 3 seeds):
-    # ANI-HF 0.088 kcal/mol vs HF
-    assert rmse("ANI_HF_energy", "HF_energy") < 0.088
-    # the tutorial's own transfer protocol, trained with MLatom's recipe as MLatom does: no
-    # worse than MLatom's median of 3 seeds on the same labels, 10.95 kcal/mol (this seed: about
-    # 6; bench/bench_tutorial_protocol.py has the 3-seed comparison)
-    assert rmse("ANI_TL_energy", "CISD_energy") < 10.95
-    assert rmse("HF_energy", "CISD_energy") > 180.0
-    # the frozen layers of the transfer model are the pre-trained ones, bit for bit
-    hf, tl = load_model(tmp_path / "ANI-HF.pt"), load_model(tmp_path / "ANI-HF-TL.pt")
-    for key in ("networks.H.0.weight", "networks.H.0.bias", "networks.H.6.weight"):
-        assert torch.equal(hf.state_dict()[key], tl.state_dict()[key]), key
-    assert not torch.equal(hf.state_dict()["networks.H.2.weight"],
-                           tl.state_dict()["networks.H.2.weight"])
+# The tutorial's script itself runs through this layer in tests/test_examples.py
+# (test_notebook_and_script_give_the_same_numbers: labels, accuracy against MLatom's
+# figures, frozen layers), beside the notebook, so the whole tutorial runs twice in the suite,
+# not three times.
 
 
 def small_db():
