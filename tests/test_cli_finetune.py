@@ -31,3 +31,21 @@ def test_finetune_cli_transfers_and_keeps_frozen_layers(tmp_path, capsys):
     assert after < before
     assert main(["finetune", str(tmp_path / "pre.pt"), str(tmp_path / "few.h5"), "-o",
                  str(tmp_path / "x.pt"), "--property", "nope"]) == 1
+
+
+def test_finetune_cli_fine_tunes_every_member_of_an_ensemble(tmp_path, capsys):
+    from levelup.model import Ensemble
+
+    db = h2_scan()[::10]
+    r = db.distance(0, 1)
+    db.set("high", -1.0 + 0.1 * (r - 0.8) ** 2 - 0.03 * r)
+    members = [ANIModel(["H"], hidden=(8, 4), seed=k, self_energies=[-0.5]) for k in range(2)]
+    Ensemble(members).save(tmp_path / "pre.pt")
+    db[::4].save(tmp_path / "few.h5")
+    code = main(["finetune", str(tmp_path / "pre.pt"), str(tmp_path / "few.h5"), "-o",
+                 str(tmp_path / "tl.pt"), "--property", "high", "--epochs", "20",
+                 "--polish-iterations", "0", "--smoothness", "0", "--polish-smoothness", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and "best epoch" in out and out.count(",") >= 1  # one best epoch per member
+    tuned = load_model(tmp_path / "tl.pt")
+    assert isinstance(tuned, Ensemble) and len(tuned.members) == 2

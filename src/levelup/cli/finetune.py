@@ -2,9 +2,10 @@
 new level of theory from a few labelled molecules.
 
 By default it runs levelup's recipe (:class:`levelup.finetune.TransferRecipe`: self energies
-refit, every layer fine-tuned while the pre-trained forces are kept on ``--anchors``, then an
-L-BFGS polish). ``--freeze``, ``--self-energies`` and the other flags change the recipe's
-fields one to one. The fine-tuned model is written to OUT; MODEL is left as it is.
+refit, every layer fine-tuned while the pre-trained forces are kept on ``--anchors`` and the
+correction to them is kept smooth, then an L-BFGS polish). ``--freeze``, ``--self-energies``
+and the other flags change the recipe's fields one to one. The fine-tuned model is written to
+OUT; MODEL is left as it is.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", help="level of theory for --self-energies atoms")
     p.add_argument("--anchor-strength", type=float, default=defaults.anchor_strength,
                    help=f"ForceAnchor strength, Angstrom^2 ({defaults.anchor_strength}; 0: off)")
+    p.add_argument("--smoothness", type=float, default=defaults.smoothness,
+                   help=f"SmoothCorrection strength, Angstrom^4 ({defaults.smoothness}; 0: off)")
+    p.add_argument("--polish-smoothness", type=float, default=defaults.polish_smoothness,
+                   help=f"SmoothCorrection strength of the polish ({defaults.polish_smoothness})")
+    p.add_argument("--smoothness-step", type=float, default=defaults.smoothness_step,
+                   help=f"finite-difference step of SmoothCorrection, Angstrom "
+                        f"({defaults.smoothness_step})")
     p.add_argument("--l2sp", type=float, default=defaults.l2sp, help="L2-SP strength (0)")
     p.add_argument("--lr", type=float, default=defaults.learning_rate,
                    help=f"learning rate ({defaults.learning_rate})")
@@ -58,13 +66,16 @@ def run(args: argparse.Namespace) -> int:
     anchors = Database.read(args.anchors) if args.anchors else None
     recipe = TransferRecipe(
         frozen_layers=tuple(args.freeze), self_energies=args.self_energies, level=args.level,
-        anchor_strength=args.anchor_strength, l2sp=args.l2sp, learning_rate=args.lr,
+        anchor_strength=args.anchor_strength, smoothness=args.smoothness,
+        polish_smoothness=args.polish_smoothness, smoothness_step=args.smoothness_step,
+        l2sp=args.l2sp, learning_rate=args.lr,
         epochs=args.epochs, polish_iterations=args.polish_iterations, seed=args.seed)
     tuned, history = finetune(model, train, validation, property=args.property, anchors=anchors,
                               recipe=recipe, progress=not args.quiet)
     tuned.save(args.output, metadata={"level": args.property, "fine_tuned_from": str(args.model),
                                       "recipe": {k: v for k, v in vars(recipe).items()}})
-    best = history.best_epoch
+    histories = history if isinstance(history, list) else [history]  # one per ensemble member
+    best = ", ".join(str(h.best_epoch) for h in histories)
     print(f"fine-tuned {args.model} on {len(train)} molecules ({args.property}), best epoch "
           f"{best} -> {args.output}")
     return 0

@@ -168,7 +168,8 @@ def _run(out: Path, seed: int, cache: Any, progress: bool,
     }
     notes = [
         "transfer (levelup): every layer fine-tuned, self energies refit keeping the networks, "
-        "the pre-trained forces anchored on the 451 pre-training geometries (ForceAnchor), "
+        "the pre-trained forces anchored on the 451 pre-training geometries (ForceAnchor) "
+        "while the correction to the pre-trained surface is kept smooth (SmoothCorrection), "
         "then polished with L-BFGS; see levelup.finetune.TransferRecipe.",
         "transfer (tutorial protocol): MLatom's tutorial as MLatom trains (pre-trained on HF "
         "with MLatom's recipe, TrainConfig.mlatom() with torchani_groups), layers [0, 6] frozen, "
