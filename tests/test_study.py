@@ -117,7 +117,7 @@ def test_a_comment_changes_nothing_but_the_copy_of_the_study_file(first_run, tmp
 def test_changing_the_recipe_retrains_only_the_transfer_model(first_run, tmp_path):
     before = first_run[1].metrics["models"]
     again = rerun(first_run, tmp_path, SMALL.replace("[transfer]\n", "[transfer]\n"
-                                                     "learning_rate = 3e-4\n"))
+                                                     "learning_rate = 5e-4\n"))
     assert again.done == ["transfer", "outputs"]
     assert again.reused == ["labels", "pretrained", "scratch", "delta"]
     after = again.metrics["models"]
