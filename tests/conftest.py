@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """../shared/reference (reference data from TorchANI and PySCF). Tests that need it fail
-    loudly when it is missing rather than skipping."""
+    """tests/data (reference data from TorchANI and PySCF; tests/data/README.md says where each
+    number came from). Tests that need it fail loudly when it is missing rather than skipping."""
     if not REFERENCE.is_dir():
         raise FileNotFoundError(f"reference data folder not found: {REFERENCE}")
     return REFERENCE

@@ -154,7 +154,8 @@ def test_notebook_and_script_give_the_same_numbers(tmp_path, monkeypatch, sessio
     # compat (issue 5): the labels are PySCF's, equal to the reference within 1e-7 Ha
     np.testing.assert_allclose(from_script["HF_energy"], h2_labels["hf"], atol=1e-7)
     np.testing.assert_allclose(from_script["CISD_energy"], h2_labels["cisd"], atol=1e-7)
-    # MLatom 3.25 on the same labels (../shared/reference/anchor.md): ANI-HF 0.088 kcal/mol vs HF
+    # MLatom 3.25 on the same labels (the project's anchor.md, quoted in bench/RESULTS.md): ANI-HF
+    # 0.088 kcal/mol vs HF
     # (worst of 3 seeds); the tutorial's own transfer protocol, trained with MLatom's recipe as
     # MLatom does, no worse than MLatom's median of 3 seeds, 10.95 kcal/mol (this seed: about 6;
     # bench/bench_tutorial_protocol.py has the 3-seed comparison)
