@@ -29,3 +29,8 @@ class ModelFileError(LevelupError, ValueError):
 
 class ConfigError(LevelupError, ValueError):
     """A configuration (TrainConfig, a study file, CLI flags) holds an unknown key or a bad value."""
+
+
+class OutputError(LevelupError, OSError):
+    """A file could not be written (disk full, permissions, a folder in the way). The message
+    names the file the user asked for, never a temporary one, and says it was left unchanged."""

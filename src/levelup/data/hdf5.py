@@ -32,13 +32,18 @@ FORMAT_VERSION = 1
 
 
 def save_database(db: Database, path: str | os.PathLike) -> None:
-    """Write ``db`` to ``path`` (HDF5), atomically: a crash leaves any old file intact."""
+    """Write ``db`` to ``path`` (HDF5), atomically: a crash leaves any old file intact.
+
+    The file is built in memory (HDF5's core driver) and written with ordinary Python I/O, so a
+    full disk is an :class:`~levelup.errors.OutputError` naming ``path`` rather than an HDF5
+    library error (which can leave the library's file state broken and crash the process).
+    """
     from .. import __version__
 
     n = len(db)
     rows = max(1, min(n, max(1, 2**20 // max(1, db.max_atoms * 24))))
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp.name, "w", driver="core", backing_store=False) as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["length_unit"] = LENGTH
@@ -60,6 +65,9 @@ def save_database(db: Database, path: str | os.PathLike) -> None:
                 ds.attrs["level"] = meta.level or ""
                 ds.attrs["per_atom"] = meta.per_atom
                 ds.attrs["spec"] = json.dumps(meta.spec)
+            f.flush()
+            image = f.id.get_file_image()
+        tmp.write_bytes(image)
 
 
 def _open(path: str | os.PathLike) -> h5py.File:
