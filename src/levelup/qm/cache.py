@@ -12,6 +12,10 @@ Only the process that calls ``label()`` touches the cache (workers, local or on 
 their results back to it), so the file must live on a local disk of that machine: SQLite's WAL
 mode does not work on network file systems.
 
+Two runs labelling one cache at once split the work instead of both computing everything: each
+claims the labels it computes in the table ``claims`` (see :mod:`levelup.qm.claims`) and waits
+for those another run claimed.
+
 The default cache is ``platformdirs.user_cache_dir("levelup")/labels.sqlite``, shared by all
 runs; the environment variable ``LEVELUP_CACHE_DIR`` moves it (tests and CI point it at a
 temporary folder).
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LevelupError
+from .claims import SCHEMA as CLAIMS_SCHEMA
 
 #: Coordinates are rounded to this many decimals (Angstrom) before hashing: 1e-8 Angstrom is far
 #: below any physically meaningful difference and far above float noise such as np.arange's.
@@ -54,7 +60,7 @@ CREATE TABLE IF NOT EXISTS failures (
     reason TEXT NOT NULL,
     created REAL NOT NULL
 );
-"""
+""" + CLAIMS_SCHEMA
 
 
 def default_cache_path() -> Path:
@@ -109,6 +115,7 @@ class LabelCache:
 
     def __init__(self, path: str | os.PathLike = ":memory:") -> None:
         self.path = str(path)
+        self._lock = threading.Lock()  # one transaction at a time on the shared connection
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -176,7 +183,7 @@ class LabelCache:
         blob = None
         if forces is not None:
             blob = np.ascontiguousarray(forces, dtype="<f8").tobytes()
-        self._db.execute(
+        self._commit(
             "INSERT INTO labels (key, level, energy, forces, forces_method, n_atoms, seconds, "
             "program, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET energy = excluded.energy, "
@@ -186,26 +193,45 @@ class LabelCache:
             "seconds = excluded.seconds, program = excluded.program, created = excluded.created",
             (key, level, float(energy), blob, forces_method if blob else None, int(n_atoms),
              seconds, program, time.time()),
+            "DELETE FROM failures WHERE key = ?",
         )
-        self._db.execute("DELETE FROM failures WHERE key = ?", (key,))
 
     def put_failure(self, key: str, level: str, reason: str) -> None:
-        """Record why a calculation failed (kept for the record; failures are retried)."""
-        self._db.execute(
+        """Record why a calculation failed (kept for the record; failures are retried) and
+        commit it at once."""
+        self._commit(
             "INSERT OR REPLACE INTO failures (key, level, reason, created) VALUES (?, ?, ?, ?)",
             (key, level, reason, time.time()))
 
-    def failures(self, keys: Iterable[str] | None = None) -> dict[str, str]:
-        """Recorded failure reasons, for ``keys`` (or all)."""
+    def _commit(self, sql: str, values: tuple, *also: str) -> None:
+        """Run ``sql`` with ``values``, then each of ``also`` and the removal of the key's claim
+        (see :mod:`levelup.qm.claims`) with the key alone, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(sql, values)
+                for statement in (*also, "DELETE FROM claims WHERE key = ?"):
+                    self._db.execute(statement, (values[0],))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def failures(self, keys: Iterable[str] | None = None, *,
+                 since: float | None = None) -> dict[str, str]:
+        """Recorded failure reasons, for ``keys`` (or all), recorded at ``since`` or later
+        (seconds since the epoch; None: whenever)."""
+        after = "" if since is None else f" AND created >= {float(since)!r}"
         if keys is None:
-            return dict(self._db.execute("SELECT key, reason FROM failures"))
+            return dict(self._db.execute(f"SELECT key, reason FROM failures WHERE 1{after}"))
         out: dict[str, str] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
             out.update(self._db.execute(
-                f"SELECT key, reason FROM failures WHERE key IN ({marks})", chunk))
+                f"SELECT key, reason FROM failures WHERE key IN ({marks}){after}", chunk))
         return out
 
 

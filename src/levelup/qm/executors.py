@@ -13,6 +13,7 @@ on a busy two-core machine ran 40 times slower than with one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 from collections import deque
@@ -32,6 +33,22 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
         return max(1, os.cpu_count() or 1)
+
+
+def cap_workers(workers: int | None) -> int | None:
+    """``workers`` capped at :func:`available_cores` (more workers than cores only slow PySCF
+    down), saying so in one line on the logger "levelup" when it caps; None stays None."""
+    if workers is None:
+        return None
+    if int(workers) < 1:
+        raise LevelupError(f"workers must be at least 1; got {workers}")
+    cores = available_cores()
+    if int(workers) > cores:
+        logging.getLogger("levelup").warning(
+            "workers=%d is more than the %d cores available to this process; using %d workers "
+            "(more would only slow the calculations down)", int(workers), cores, cores)
+        return cores
+    return int(workers)
 
 
 @contextlib.contextmanager
@@ -531,7 +548,7 @@ def make_executor(executor, workers: int | None, n_tasks: int,
 
     ``executor`` may be an :class:`Executor`, a ``dask.distributed.Client`` or None: then
     ``workers`` decides (1 computes in this process, more use the shared local pool, see
-    :func:`shared_pool`; default one worker per core, never more workers than tasks), with
+    :func:`shared_pool`; default one worker per core, never more workers than tasks or cores), with
     ``threads`` per worker (default: cores // workers, so that workers x threads never exceeds
     the cores).
     """
@@ -546,11 +563,10 @@ def make_executor(executor, workers: int | None, n_tasks: int,
             return DaskExecutor(executor, threads=threads or 1), True
         raise LevelupError(f"executor must be a levelup executor or a dask.distributed.Client; "
                            f"got {type(executor).__name__}")
-    for name, value in (("workers", workers), ("threads", threads)):
-        if value is not None and int(value) < 1:
-            raise LevelupError(f"{name} must be at least 1; got {value}")
+    if threads is not None and int(threads) < 1:
+        raise LevelupError(f"threads must be at least 1; got {threads}")
     cores = available_cores()
-    n = min(int(workers or cores), max(1, n_tasks))
+    n = min(cap_workers(workers) or cores, max(1, n_tasks))
     if n <= 1:
         return SerialExecutor(threads=threads), True
     threads = threads or max(1, cores // n)

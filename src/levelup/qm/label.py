@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from ..data import Database
+from ..errors import DataError
 from ..units import ENERGY, FORCE
-from .cache import LabelCache, label_key, open_cache
-from .calculators import Job
-from .executors import make_executor
-from .levels import Level, check_level, forces_mode, parse_level
+from .cache import open_cache
+from .executors import cap_workers
+from .levels import Level, check_electrons, check_level, forces_mode, parse_level
+from .run import Run
 from .settings import LabelSettings
 
 
@@ -43,6 +44,8 @@ class LabelReport:
         failures: molecule index -> why its calculation failed (its label is NaN).
         retried: molecule index -> how its SCF converged after the default attempt failed.
         seconds: wall time of the run.
+        waited: molecules computed meanwhile by another run on the same cache, which this run
+            waited for (see :mod:`levelup.qm.claims`).
     """
 
     level: str
@@ -54,6 +57,7 @@ class LabelReport:
     failures: dict[int, str] = field(default_factory=dict)
     retried: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
+    waited: int = 0
 
     @property
     def ok(self) -> bool:
@@ -65,7 +69,7 @@ class LabelReport:
         lines = [
             f"{self.level}: {self.total} molecules: {self.reused} already in the database, "
             f"{self.cached} from the cache, {self.computed} computed, {len(self.failures)} "
-            f"failed ({self.seconds:.1f} s)"
+            f"failed, {self.waited} waited for from another run ({self.seconds:.1f} s)"
         ]
         if self.retried:
             lines.append(f"  {len(self.retried)} needed an SCF retry (converged; e.g. molecule "
@@ -111,12 +115,17 @@ def label_with_report(db: Database, level: str | Level, *, forces: bool | str = 
                       ) -> tuple[Database, LabelReport]:
     """Label every molecule of ``db`` at ``level``; return (new database, report).
 
+    Several runs may label against one cache file at once: each claims the labels it computes
+    (see :mod:`levelup.qm.claims`), so no label is computed twice; a run waits for the labels
+    another live run has claimed, and takes over those of a run that died.
+
     Args:
         db: the molecules (charges and multiplicities are taken from it).
-        level: "method/basis", case-insensitive ("HF/STO-3G", "B3LYP/6-31G*", "CCSD(T)/cc-pVTZ").
+        level: "method/basis", case-insensitive ("HF/STO-3G", "B3LYP/6-31G*", "CCSD(T)/aug-cc-pVTZ").
         forces: False; True or "analytic" for analytic gradients; "numerical" for central finite
             differences (6N + 1 energies per molecule).
-        workers: parallel calculations (default: one per core; 1 computes in this process).
+        workers: parallel calculations (default: one per core; 1 computes in this process; more
+            than the available cores are capped, with a warning on the logger "levelup").
         cache: label cache file (default: the shared user cache, see
             :func:`levelup.qm.cache.default_cache_path`), a :class:`LabelCache`, or False for
             none.
@@ -130,126 +139,49 @@ def label_with_report(db: Database, level: str | Level, *, forces: bool | str = 
         settings: convergence settings (default: PySCF's).
 
     Raises:
+        DataError: before any calculation, for a database without molecules, or a charge or
+            multiplicity impossible for a molecule's electrons.
         LevelOfTheoryError: before any calculation, for an unknown method or basis, a basis
             lacking an element, or forces a method cannot give.
     """
-    start = time.perf_counter()
+    start, since = time.perf_counter(), time.time()
+    if len(db) == 0:
+        raise DataError("the database given has no molecules: nothing to label; give a file or "
+                        "database with at least one molecule")
     lvl = parse_level(level)
     mode = forces_mode(forces)
     settings = settings or LabelSettings()
     work = _with_overrides(db, charge, multiplicity)
-    prop = name or lvl.name
     n = len(work)
     species_rows = [tuple(int(z) for z in work.species[i, : work.n_atoms[i]]) for i in range(n)]
     systems = {(s, int(q), int(m)) for s, q, m in
                zip(species_rows, work.charges, work.multiplicities, strict=True)}
     check_level(lvl, work.elements, forces=mode, max_determinants=settings.fci_max_determinants,
                 systems=systems if lvl.family == "fci" else ())
-
+    prop = name or lvl.name
     energies = np.full(n, math.nan)
     forces_out = np.full((n, work.max_atoms, 3), math.nan) if mode != "none" else None
     todo = _reuse_existing(work, prop, lvl, mode, settings, energies, forces_out)
-    reused = n - int(todo.sum())
-
     store, own_cache = open_cache(cache)
-    failures: dict[int, str] = {}
-    retried: dict[int, str] = {}
-    programs: set[str] = set()
-    cached = computed = 0
+    run = Run(work, lvl, mode, settings, species_rows, store, energies, forces_out, executor,
+               cap_workers(workers), threads, progress)
     try:
-        keys = {}
-        for i in np.flatnonzero(todo):
-            a = int(work.n_atoms[i])
-            job_key = (f"{lvl.key}|charge={int(work.charges[i])}|mult="
-                       f"{int(work.multiplicities[i])}|{settings.result_key()}")
-            keys[int(i)] = label_key(job_key, work.species[i, :a], work.coordinates[i, :a])
-        hits = store.get_many(list(keys.values()), forces=mode)
-        pending: dict[str, list[int]] = {}
-        for i, key in keys.items():
-            hit = hits.get(key)
-            if hit is None:
-                pending.setdefault(key, []).append(i)
-                continue
-            cached += 1
-            energies[i] = hit.energy
-            if forces_out is not None:
-                forces_out[i, : work.n_atoms[i]] = hit.forces
-            if hit.program:
-                programs.add(hit.program)
-        computed = _compute_pending(work, lvl, mode, settings, species_rows, pending, store,
-                                    executor, workers, threads, progress, n - _count(pending),
-                                    energies, forces_out, failures, retried, programs)
+        run.label(todo, since)
     finally:
+        run.close()
         if own_cache:
             store.close()
 
     out = work.copy()
-    spec = _spec(lvl, mode, settings, programs, len(failures))
+    spec = _spec(lvl, mode, settings, run.programs, len(run.failures))
     out.set(prop, energies, unit=ENERGY, level=lvl.name, spec=spec)
     if forces_out is not None:
         out.set(f"forces/{prop}", forces_out, unit=FORCE, level=lvl.name, spec=spec)
-    report = LabelReport(level=lvl.name, name=prop, total=n, reused=reused, cached=cached,
-                         computed=computed, failures=failures, retried=retried,
+    report = LabelReport(level=lvl.name, name=prop, total=n, reused=n - int(todo.sum()),
+                         cached=run.cached, computed=run.computed, waited=run.waited,
+                         failures=run.failures, retried=run.retried,
                          seconds=time.perf_counter() - start)
     return out, report
-
-
-def _count(pending: dict[str, list[int]]) -> int:
-    return sum(len(v) for v in pending.values())
-
-
-def _compute_pending(work: Database, lvl: Level, mode: str, settings: LabelSettings,
-                     species_rows, pending: dict[str, list[int]], store: LabelCache, executor,
-                     workers, threads, progress: bool, already: int, energies: np.ndarray,
-                     forces_out: np.ndarray | None, failures: dict[int, str],
-                     retried: dict[int, str], programs: set[str]) -> int:
-    """Run the pending calculations, committing each to the cache as it finishes."""
-    if not pending:
-        return 0
-    import pyscf
-    from tqdm.auto import tqdm
-
-    program = f"PySCF {pyscf.__version__}"
-    task_keys = list(pending)
-    tasks = []
-    for key in task_keys:
-        i = pending[key][0]
-        a = int(work.n_atoms[i])
-        job = Job(lvl, species_rows[i], int(work.charges[i]), int(work.multiplicities[i]), mode,
-                  settings)
-        tasks.append((job, work.coordinates[i, :a].copy()))
-    runner, own = make_executor(executor, workers, len(tasks), threads)
-    computed = 0
-    bar = tqdm(total=len(work), initial=already, desc=lvl.name, unit="mol", disable=not progress,
-               dynamic_ncols=True, smoothing=0.05)
-    results = runner.map(tasks)
-    try:
-        for t, outcome in results:
-            key = task_keys[t]
-            indices = pending[key]
-            if outcome.ok:
-                store.put(key, lvl.name, outcome.energy, outcome.forces,
-                          forces_method=mode if outcome.forces is not None else None,
-                          n_atoms=len(tasks[t][1]), seconds=outcome.seconds, program=program)
-                programs.add(program)
-                for i in indices:
-                    energies[i] = outcome.energy
-                    if forces_out is not None and outcome.forces is not None:
-                        forces_out[i, : work.n_atoms[i]] = outcome.forces
-                    if outcome.note:
-                        retried[i] = outcome.note
-                computed += len(indices)
-            else:
-                store.put_failure(key, lvl.name, outcome.error or "unknown failure")
-                for i in indices:
-                    failures[i] = outcome.error or "unknown failure"
-            bar.update(len(indices))
-    finally:
-        results.close()  # at once, not when the garbage collector gets to it: frees the pool
-        bar.close()
-        if own:
-            runner.close()
-    return computed
 
 
 def _with_overrides(db: Database, charge: int | None, multiplicity: int | None) -> Database:
@@ -257,6 +189,7 @@ def _with_overrides(db: Database, charge: int | None, multiplicity: int | None) 
         return db
     charges = db.charges if charge is None else np.full(len(db), int(charge))
     mults = db.multiplicities if multiplicity is None else np.full(len(db), int(multiplicity))
+    check_electrons(db.species, charges, mults)  # before Database's own check: a clearer message
     props = {k: np.asarray(db.get(k)) for k in db.properties}
     return Database(db.species, db.coordinates, charges, mults, props, db.properties)
 
