@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test venv lint clean
 
-# The CPU wheel of torch goes in first: the package asks only for a range (torch>=2.4),
+# The CPU wheel of torch goes in first: the package asks only for a range (torch>=2.6),
 # which the installed 2.13.0 satisfies, so pip never pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)

@@ -320,16 +320,58 @@ def export_torchscript(model: ANIModel | Ensemble, path: str | os.PathLike,
         torch.jit.save(scripted, str(tmp), _extra_files={EXTRA_FILE: text})
 
 
+#: Largest levelup.json record read from an export (bytes); levelup writes a few kB.
+MAX_INFO_BYTES = 1_000_000
+
+
 def read_export_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``levelup.json`` record of a file written by :func:`export_torchscript`."""
-    extra = {EXTRA_FILE: ""}
+    """The ``levelup.json`` record of a file written by :func:`export_torchscript`.
+
+    The record is read with :mod:`zipfile` from the archive's ``<name>/extra/levelup.json``
+    entry: the TorchScript module itself is never loaded, because loading one runs its
+    scripted code (``__setstate__``). Raises ModelFileError for a file that is not a zip
+    archive, a zip without levelup's record, or a record that is too large or not JSON.
+    """
+    import zipfile
+    import zlib
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # see script_model
-            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except (RuntimeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: not a TorchScript file ({' '.join(str(exc).split())[:200]})"
-                             ) from None
-    if not extra[EXTRA_FILE]:
-        raise ModelFileError(f"{path}: a TorchScript file without levelup's {EXTRA_FILE}")
-    return json.loads(extra[EXTRA_FILE])
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist()
+                     if n.count("/") == 2 and n.endswith(f"/extra/{EXTRA_FILE}")]
+            if not names:
+                raise ModelFileError(
+                    f"{path}: a zip archive without levelup's {EXTRA_FILE} record, so not a "
+                    "TorchScript file written by levelup export (it may be a torch.save file or "
+                    "another program's export); levelup does not load it, since loading one can "
+                    "run code")
+            entry = archive.getinfo(names[0])
+            if entry.file_size > MAX_INFO_BYTES:
+                raise ModelFileError(f"{path}: its {EXTRA_FILE} record announces "
+                                     f"{entry.file_size} bytes, more than the {MAX_INFO_BYTES} a "
+                                     "levelup export holds: not a file levelup wrote")
+            with archive.open(entry) as handle:
+                raw = handle.read(MAX_INFO_BYTES + 1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error,
+            RuntimeError, ValueError, OSError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: not a TorchScript file (not a readable zip archive: "
+                             f"{' '.join(str(exc).split())[:200]})") from None
+    return _parse_export_info(raw, path)
+
+
+def _parse_export_info(raw: bytes, path: Any) -> dict[str, Any]:
+    """The JSON object in ``raw`` (levelup.json of an export), or ModelFileError."""
+    if len(raw) > MAX_INFO_BYTES:
+        raise ModelFileError(f"{path}: its {EXTRA_FILE} record is larger than "
+                             f"{MAX_INFO_BYTES} bytes: not a file levelup wrote")
+    try:
+        info = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ModelFileError(f"{path}: corrupted TorchScript export: its {EXTRA_FILE} record "
+                             "is not JSON; export the model again with levelup export") from None
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: corrupted TorchScript export: its {EXTRA_FILE} record is "
+                             f"a JSON {type(info).__name__}, not an object")
+    return info

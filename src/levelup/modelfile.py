@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -54,6 +55,7 @@ _KEY = "levelup"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "bfloat16": torch.bfloat16}
 _MAX_HEADER = 100_000_000  # bytes; a larger header is not one levelup wrote
+_SIZE_SLACK = 10_000_000  # numbers a header may ask for beyond its tensors (see _check_sizes)
 
 
 def _version() -> str:
@@ -135,7 +137,12 @@ def _raw_header(data: bytes, where: Any) -> dict[str, Any]:
     # a safetensors file is an 8-byte header length, then the JSON header ("{"); a pickle
     # starts with the PROTO opcode 0x80 and a protocol number, a torch.save zip with "PK"
     is_safetensors = len(data) > 8 and data[8:9] == b"{"
-    if not is_safetensors and (data[:1] == b"\x80" or data[:2] == b"PK"):
+    if not is_safetensors and data[:2] == b"PK":
+        raise _fail(where, "this is a zip archive (a pickled torch.save file, or a TorchScript "
+                    "export such as levelup export writes), not a levelup model file; levelup "
+                    "never loads either, because loading them can run code. Give the model file "
+                    "that levelup train or finetune wrote (levelup info describes an export)")
+    if not is_safetensors and data[:1] == b"\x80":
         raise _fail(where, "this is a pickled (torch.save) file, not a levelup model file; "
                     "levelup never unpickles files because unpickling can run code. Rebuild the "
                     "model and save it with model.save()")
@@ -147,7 +154,7 @@ def _raw_header(data: bytes, where: Any) -> dict[str, Any]:
                     f"a {size}-byte header but the file has {len(data)} bytes")
     try:
         header = json.loads(data[8:8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _fail(where, "corrupted or foreign file: its header is not valid JSON") from None
     if not isinstance(header, dict):
         raise _fail(where, "corrupted or foreign file: its header is not a JSON object")
@@ -157,19 +164,29 @@ def _raw_header(data: bytes, where: Any) -> dict[str, Any]:
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """The levelup header of a model file (elements, architecture, metadata, ...), without
     loading the weights. Raises ModelFileError as :func:`load_model` does."""
-    data = Path(path).read_bytes()
-    return _levelup_header(data, path)
+    return _levelup_header(_read(path), path)
+
+
+def _read(path: str | os.PathLike) -> bytes:
+    """The bytes of the file at ``path``; a folder or an unreadable file is a ModelFileError."""
+    if Path(path).is_dir():
+        raise _fail(path, "a folder, not a model file: give the path of a file in it")
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise _fail(path, f"cannot read it ({exc.strerror or exc}): check the path and its "
+                    "permissions") from None
 
 
 def _levelup_header(data: bytes, where: Any) -> dict[str, Any]:
     meta = _raw_header(data, where).get("__metadata__") or {}
     text = meta.get(_KEY) if isinstance(meta, dict) else None
-    if text is None:
+    if not isinstance(text, str):
         raise _fail(where, "a safetensors file without a levelup header: not a levelup model file "
                     "(it may hold weights of another program)")
     try:
         header = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _fail(where, "corrupted: the levelup header is not valid JSON") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         got = header.get("format") if isinstance(header, dict) else None
@@ -198,6 +215,42 @@ def _build_member(spec: Any, where: Any) -> ANIModel:
     return model.to(dtype)
 
 
+def _count(table: dict[str, Any], *keys: str) -> int:
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in map(table.get, keys))
+
+
+def _declared_numbers(spec: dict[str, Any]) -> int:
+    """How many numbers building a member from ``spec`` allocates: its Linear layers, and the
+    AEV that each element's first layer takes whole (a loose count; no validation here)."""
+    aev, networks = spec.get("aev"), spec.get("networks")
+    n = len(spec["elements"]) if isinstance(spec.get("elements"), list) else 1
+    aev_numbers = 0
+    if isinstance(aev, dict):
+        aev_numbers = n * (n * _count(aev, "EtaR", "ShfR")
+                           + n * (n + 1) // 2 * _count(aev, "EtaA", "Zeta", "ShfA", "ShfZ"))
+    weights = 0
+    for layers in (networks.values() if isinstance(networks, dict) else ()):
+        for layer in (layers if isinstance(layers, list) else ()):
+            sizes = (layer.get("in"), layer.get("out")) if isinstance(layer, dict) else ()
+            if len(sizes) == 2 and all(isinstance(x, int) and x > 0 for x in sizes):
+                weights += sizes[0] * sizes[1]
+    return max(aev_numbers, weights)
+
+
+def _check_sizes(members_spec: list[Any], n_numbers: int, where: Any) -> None:
+    """Refuse a header whose layers or AEV ask for more numbers than the file's tensors hold,
+    before anything is allocated (a hand-made header could ask for terabytes)."""
+    declared = 0
+    for spec in members_spec:
+        if not isinstance(spec, dict):
+            raise _fail(where, f"corrupted header: a member is a {type(spec).__name__}, not an "
+                        "object")
+        declared += _declared_numbers(spec)
+    if declared > 8 * n_numbers + _SIZE_SLACK:  # loose: exact fit is load_state_dict's check
+        raise _fail(where, f"corrupted header: its layers and AEV ask for {declared} numbers, far "
+                    f"more than the {n_numbers} that the file's tensors hold")
+
+
 def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensemble:
     """Inverse of :func:`model_to_bytes`; ``where`` names the source in error messages."""
     from safetensors import SafetensorError
@@ -210,8 +263,8 @@ def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensem
         raise _fail(where, f"truncated or corrupted tensor data ({exc})") from None
     if _checksum(tensors) != header.get("tensors_sha256"):
         raise _fail(where, "corrupted: the tensors do not match the checksum in the header")
-    units = header.get("units") or {}
-    if units.get("length") != LENGTH or units.get("energy") != ENERGY:
+    units = header.get("units")
+    if not isinstance(units, dict) or units.get("length") != LENGTH or units.get("energy") != ENERGY:
         raise _fail(where, f"units {units} are not levelup's ({LENGTH}, {ENERGY}); this file "
                     "was not written by levelup or was edited by hand")
     members_spec = header.get("members")
@@ -219,6 +272,7 @@ def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensem
     if not isinstance(members_spec, list) or not members_spec or kind not in ("ANIModel",
                                                                                "Ensemble"):
         raise _fail(where, f"corrupted header: kind {kind!r} with members {type(members_spec)}")
+    _check_sizes(members_spec, sum(t.numel() for t in tensors.values()), where)
     members = [_build_member(spec, where) for spec in members_spec]
     model: ANIModel | Ensemble = Ensemble(members) if kind == "Ensemble" else members[0]
     try:
@@ -228,8 +282,11 @@ def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensem
                     f"({' '.join(str(exc).split())[:300]})") from None
     params = dict(model.named_parameters())
     for spec in members_spec:
-        for name in spec.get("frozen", []):  # names carry the "members.<k>." prefix
-            if name not in params:
+        frozen = spec.get("frozen", [])
+        if not isinstance(frozen, list):
+            raise _fail(where, f"corrupted header: frozen is a {type(frozen).__name__}, not a list")
+        for name in frozen:  # names carry the "members.<k>." prefix
+            if not isinstance(name, str) or name not in params:
                 raise _fail(where, f"corrupted header: frozen parameter {name!r} does not exist")
             params[name].requires_grad_(False)
     return model
@@ -241,8 +298,7 @@ def load_model(path: str | os.PathLike) -> ANIModel | Ensemble:
     Raises ModelFileError (with what is wrong and what to do) for a truncated, corrupted or
     foreign file, or one from a newer format version. Never unpickles anything.
     """
-    data = Path(path).read_bytes()
-    return model_from_bytes(data, path)
+    return model_from_bytes(_read(path), path)
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, Any]:

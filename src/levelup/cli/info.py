@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data import Database
 from ..elements import symbol
-from ..errors import DataError
+from ..errors import DataError, ModelFileError
 from ..modelfile import read_header
 
 EXAMPLE = """examples:
@@ -40,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _kind(path: Path) -> str:
     """'model', 'torchscript' or 'database', from the first bytes of the file."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file: give the path of a database, model "
+                        "file or TorchScript export in it")
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     with open(path, "rb") as handle:
@@ -55,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     kind = _kind(path)
     if kind == "model":
-        lines = describe_model(read_header(path))
+        lines = _described(describe_model, read_header(path), path, "levelup header")
     elif kind == "torchscript":
-        from ..export import read_export_info
+        from ..export import EXTRA_FILE, read_export_info
 
-        lines = describe_export(read_export_info(path))
+        lines = _described(describe_export, read_export_info(path), path, EXTRA_FILE)
     else:
         lines = describe_database(Database.read(path))
     size = path.stat().st_size
@@ -67,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
     for line in lines[1:]:
         print(f"  {line}")
     return 0
+
+
+def _described(describe: Any, header: dict[str, Any], path: Path, what: str) -> list[str]:
+    """``describe(header)``, with a header that does not have the layout levelup writes (a
+    hand-edited or foreign file) reported as a ModelFileError rather than a traceback."""
+    try:
+        return describe(header)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: corrupted or hand-edited file: its {what} does not have "
+                             f"the layout levelup writes ({type(exc).__name__}: {exc})") from None
 
 
 def _bytes(n: int) -> str:

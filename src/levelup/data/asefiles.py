@@ -116,22 +116,126 @@ def database_from_atoms(atoms_list: list[Atoms]) -> Database:
     return db
 
 
+#: ASE formats :func:`read_file` reads. Their readers parse text, ASE's ULM trajectories or JSON
+#: and never unpickle or evaluate anything (checked in ASE 3.29); ASE's other readers are
+#: refused, among them the old pickle-based PickleTrajectory and BundleTrajectory folders.
+SAFE_FORMATS = ("extxyz", "xyz", "traj", "proteindatabank", "cif", "sdf", "mol", "vasp", "gen",
+                "json", "gaussian-in", "gaussian-out", "orca-output", "nwchem-in", "nwchem-out")
+
+
 def read_file(path: str | os.PathLike, index: Any = ":", format: str | None = None) -> Database:
-    """Read a file: native HDF5 (.h5/.hdf5) or anything ``ase.io.read`` knows."""
+    """Read a file: native HDF5 (.h5/.hdf5) or one of the ASE formats in :data:`SAFE_FORMATS`
+    (guessed from the name and contents unless ``format`` names it).
+
+    Raises DataError for a folder, a missing file, a format outside the allowlist (a pickle, a
+    PickleTrajectory, ...) or a malformed file, naming the file and what is wrong.
+    """
     from ase.io import read
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file of molecules: give the path of a file "
+                        "in it (levelup reads .h5 databases and the formats "
+                        f"{', '.join(SAFE_FORMATS)})")
     if not path.exists():
         raise DataError(f"no such file: {path}")
     if path.suffix.lower() in (".h5", ".hdf5") and format is None:
         return Database.load(path)
+    fmt = _safe_format(path, format)
     try:
-        images = read(path, index=index, format=format)
+        images = read(path, index=index, format=fmt)
     except Exception as exc:  # ASE raises many kinds; report them all the same way
-        raise DataError(f"cannot read molecules from {path}: {exc}") from None
+        raise DataError(_read_error(path, fmt, exc)) from None
     if isinstance(images, Atoms):
         images = [images]
-    return database_from_atoms(list(images))
+    try:
+        return database_from_atoms(list(images))
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise DataError(f"{path}: its molecules cannot be stored ({type(exc).__name__}: {exc}); "
+                        "check the charges, multiplicities and per-atom columns") from None
+
+
+def _safe_format(path: Path, format: str | None) -> str:
+    """The ASE format of ``path`` if it is in :data:`SAFE_FORMATS`, else DataError."""
+    from ase.io.formats import filetype
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head.startswith(b"PickleTrajectory"):
+        raise DataError(f"{path} is an old ASE PickleTrajectory; levelup does not read it because "
+                        "unpickling can run code. Convert it, if you trust it, with ASE's "
+                        "'python -m ase.io.trajectory FILE' and read the new .traj file")
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") or head[:2] == b"PK":
+        raise DataError(f"{path} is a pickle or a zip archive (torch.save, TorchScript), not a file "
+                        "of molecules; levelup never unpickles files because unpickling can run "
+                        "code")
+    if format is None:
+        try:
+            format = filetype(str(path))
+        except Exception as exc:  # noqa: BLE001 - ASE raises several kinds for unknown files
+            raise DataError(f"cannot tell the format of {path} ({exc}); levelup reads .h5 "
+                            f"databases and {', '.join(SAFE_FORMATS)}") from None
+    if format not in SAFE_FORMATS or (format == "json" and path.suffix.lower() != ".json"):
+        raise DataError(f"{path}: levelup does not read ASE format {format!r} (its reader is not "
+                        f"known to be safe on untrusted files); it reads .h5 databases and "
+                        f"{', '.join(SAFE_FORMATS)} (json only with a .json suffix): convert the "
+                        "file to extxyz")
+    return format
+
+
+def _read_error(path: Path, fmt: str, exc: Exception) -> str:
+    """A one-line message for an ASE reader's failure on ``path``."""
+    from ase.data import chemical_symbols
+
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        key = exc.args[0]
+        if key not in chemical_symbols and len(key) <= 3 and key.isalpha():
+            return (f"unknown element symbol {key!r} in {path}: use chemical symbols (H, He, Li, "
+                    "...) or atomic numbers in the first column")
+        return f"cannot read molecules from {path} ({fmt}): missing key {key!r}"
+    if fmt in ("extxyz", "xyz"):
+        problem = _xyz_problem(path)
+        if problem:
+            return f"{path}: {problem}"
+    message = " ".join(str(exc).split())[:300] or type(exc).__name__
+    return f"cannot read molecules from {path} ({fmt}): {message}"
+
+
+def _xyz_problem(path: Path) -> str | None:
+    """The first atom line of an (ext)xyz file with fewer columns than its header declares."""
+    from ase.io.extxyz import key_val_str_to_dict
+
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    i = 0
+    while i < len(lines) and lines[i].strip():
+        try:
+            n = int(lines[i].split()[0])
+            info = key_val_str_to_dict(lines[i + 1]) if i + 1 < len(lines) else {}
+        except Exception:  # noqa: BLE001 - not the count line / header we can diagnose
+            return None
+        if n < 0:
+            return f"line {i + 1}: the number of atoms is {n}, below 0"
+        spec = str(info.get("Properties", "species:S:1:pos:R:3"))
+        fields = spec.split(":")
+        try:
+            width = sum(int(c) for c in fields[2::3])
+        except ValueError:
+            return f"line {i + 2}: malformed Properties={spec}"
+        for k in range(i + 2, min(i + 2 + n, len(lines))):
+            got = len(lines[k].split())
+            if got < width:
+                return (f"line {k + 1} has {got} columns but the header on line {i + 2} "
+                        f"declares {width} (Properties={spec}): complete the row or fix the header")
+        i += 2 + n
+    return None
 
 
 def write_file(db: Database, path: str | os.PathLike, format: str | None = None) -> None:

@@ -70,67 +70,158 @@ def save_database(db: Database, path: str | os.PathLike) -> None:
         tmp.write_bytes(image)
 
 
+#: Errors h5py and numpy raise for a damaged file; turned into DataError by the readers.
+_DAMAGE = (KeyError, OSError, ValueError, TypeError, AttributeError, IndexError, RuntimeError,
+           OverflowError)
+#: Bytes a dataset may announce beyond what the file stores for it (fill values, compression):
+#: a hand-made file could otherwise announce terabytes of zeros.
+_MAX_UNBACKED = 256 * 2**20
+
+
 def _open(path: str | os.PathLike) -> h5py.File:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a levelup database: give the path of a .h5 file")
     if not path.exists():
         raise DataError(f"no such database file: {path}")
     try:
         f = h5py.File(path, "r")
-    except OSError:
+    except _DAMAGE:
         raise DataError(f"{path} is not an HDF5 file, so not a levelup database; build one "
                         "with Database.read(...) and save it with db.save(path)") from None
-    fmt = f.attrs.get("format")
-    if fmt != FORMAT:
+    try:
+        _check_header(f, path)
+    except BaseException:
         f.close()
+        raise
+    return f
+
+
+def _check_header(f: h5py.File, path: Path) -> None:
+    """DataError unless the root attributes say: levelup database, a version we read, Angstrom."""
+    try:
+        fmt, version, unit = (f.attrs.get(k) for k in ("format", "format_version", "length_unit"))
+    except _DAMAGE as exc:
+        raise DataError(f"{path} is a damaged HDF5 file: its attributes cannot be read ({exc})"
+                        ) from None
+    if not isinstance(fmt, str) or fmt != FORMAT:
         raise DataError(f"{path} is an HDF5 file but not a levelup database (format {fmt!r})")
-    version = int(f.attrs.get("format_version", -1))
+    if not isinstance(version, (int, np.integer)) or isinstance(version, (bool, np.bool_)):
+        raise DataError(f"{path} is a damaged levelup database: format_version {version!r} is "
+                        "not an integer")
     if version > FORMAT_VERSION:
-        f.close()
         raise DataError(
             f"{path} has database format version {version}, newer than this levelup reads "
             f"({FORMAT_VERSION}); upgrade levelup"
         )
-    if f.attrs.get("length_unit") != LENGTH:
-        f.close()
-        raise DataError(f"{path} records length unit {f.attrs.get('length_unit')!r}; levelup "
-                        f"needs {LENGTH}")
-    return f
+    if not isinstance(unit, str) or unit != LENGTH:
+        raise DataError(f"{path} records length unit {unit!r}; levelup needs {LENGTH}")
+
+
+def _dataset(where: h5py.Group, name: str, kinds: str, ndim: int) -> h5py.Dataset:
+    """``where[name]``: a plain dataset (stored in this file) of ``ndim`` dimensions and a
+    numpy dtype kind in ``kinds``, else DataError (the caller adds the file name)."""
+    link = where.get(name, getlink=True)
+    if link is None:
+        raise DataError(f"it has no {name!r} dataset")
+    if not isinstance(link, h5py.HardLink):
+        raise DataError(f"{name!r} is a {type(link).__name__} to another file or object; levelup "
+                        "databases hold their data themselves")
+    ds = where[name]
+    if not isinstance(ds, h5py.Dataset) or ds.is_virtual or ds.external:
+        raise DataError(f"{name!r} is not a dataset stored in the file")
+    if ds.dtype.kind not in kinds or ds.ndim != ndim:
+        raise DataError(f"{name!r} has dtype {ds.dtype} and {ds.ndim} dimensions; expected "
+                        f"{ndim} dimensions of kind {kinds!r}")
+    nominal = ds.size * ds.dtype.itemsize
+    if nominal > _MAX_UNBACKED and nominal > 64 * ds.id.get_storage_size():
+        raise DataError(f"{name!r} announces {nominal} bytes but the file stores "
+                        f"{ds.id.get_storage_size()} for it")
+    return ds
+
+
+def _property(ds: h5py.Dataset, sel: slice) -> tuple[str, np.ndarray, PropertyInfo]:
+    """(name, values, info) of one dataset of /properties."""
+    attrs = {k: ds.attrs.get(k) for k in ("name", "unit", "level", "per_atom", "spec")}
+    for key in ("name", "unit", "level", "spec"):
+        if not isinstance(attrs[key], str):
+            raise DataError(f"property dataset {ds.name}: attribute {key!r} is {attrs[key]!r}, "
+                            "not a string")
+    if not isinstance(attrs["per_atom"], (bool, np.bool_)):
+        raise DataError(f"property dataset {ds.name}: per_atom is {attrs['per_atom']!r}")
+    try:
+        spec = json.loads(attrs["spec"])
+    except (ValueError, RecursionError):
+        spec = None
+    if not isinstance(spec, dict):
+        raise DataError(f"property {attrs['name']!r}: its spec is not a JSON object")
+    info = PropertyInfo(unit=attrs["unit"], level=attrs["level"] or None,
+                        per_atom=bool(attrs["per_atom"]), spec=spec)
+    return attrs["name"], ds[sel], info
+
+
+def _read_arrays(f: h5py.File, sel: slice) -> tuple:
+    """species, coordinates, charges, multiplicities, properties, infos of rows ``sel``."""
+    species = _dataset(f, "species", "iu", 2)
+    n, width = species.shape
+    coordinates = _dataset(f, "coordinates", "f", 3)
+    if coordinates.shape != (n, width, 3):
+        raise DataError(f"coordinates have shape {coordinates.shape}; species say {(n, width, 3)}")
+    columns = [_dataset(f, name, "iu", 1) for name in ("charges", "multiplicities")]
+    if any(ds.shape != (n,) for ds in columns):
+        raise DataError(f"charges and multiplicities must have shape {(n,)}")
+    group = f.get("properties")
+    if not isinstance(group, h5py.Group):
+        raise DataError("it has no 'properties' group")
+    props, info = {}, {}
+    for key in group:
+        ds = group[key]
+        if not isinstance(ds, h5py.Dataset):
+            raise DataError(f"properties/{key} is not a dataset")
+        _dataset(group, key, "fiu", ds.ndim)
+        if ds.ndim == 0 or ds.shape[0] != n or (ds.ndim > 1 and ds.shape[1] != width):
+            raise DataError(f"property dataset properties/{key} has shape {ds.shape}; expected "
+                            f"({n},) or ({n}, {width}, ...)")
+        name, values, meta = _property(ds, sel)
+        props[name], info[name] = values, meta
+    return (species[sel].astype(np.int64), coordinates[sel], columns[0][sel], columns[1][sel],
+            props, info)
 
 
 def database_length(path: str | os.PathLike) -> int:
     """Number of molecules in a native database file, without loading it."""
     with _open(path) as f:
-        return int(f["species"].shape[0])
+        try:
+            return int(_dataset(f, "species", "iu", 2).shape[0])
+        except DataError as exc:
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+        except _DAMAGE as exc:
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
 
 
 def load_database(path: str | os.PathLike, start: int | None = None,
                   stop: int | None = None) -> Database:
-    """Read molecules ``start:stop`` (all by default) of a native database file."""
-    sel = slice(start, stop)
+    """Read molecules ``start:stop`` (all by default) of a native database file.
+
+    Raises DataError, naming the file and what is wrong, for anything that is not a levelup
+    database as :func:`save_database` writes it (missing or misshapen datasets, wrong dtypes,
+    links to other files, damaged bytes)."""
     with _open(path) as f:
         try:
-            species = f["species"][sel].astype(np.int64)
-            props, info = {}, {}
-            for ds in f["properties"].values():
-                name = str(ds.attrs["name"])
-                props[name] = ds[sel]
-                info[name] = PropertyInfo(
-                    unit=str(ds.attrs["unit"]),
-                    level=str(ds.attrs["level"]) or None,
-                    per_atom=bool(ds.attrs["per_atom"]),
-                    spec=json.loads(ds.attrs["spec"]),
-                )
-            coordinates = f["coordinates"][sel]
-            charges = f["charges"][sel]
-            mults = f["multiplicities"][sel]
-        except (KeyError, OSError, ValueError) as exc:
+            species, coordinates, charges, mults, props, info = _read_arrays(f, slice(start, stop))
+        except DataError as exc:
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+        except _DAMAGE as exc:
             raise DataError(f"{path} is a damaged levelup database: {exc}") from None
     # trim padding that this range does not need
     width = int((species > 0).sum(axis=1).max()) if len(species) else 0
     species = species[:, :width]
     coordinates = coordinates[:, :width]
     props = {k: (v[:, :width] if v.ndim >= 2 else v) for k, v in props.items()}
-    return Database(species, coordinates, charges, mults, props, info)
+    try:
+        return Database(species, coordinates, charges, mults, props, info)
+    except DataError as exc:
+        raise DataError(f"{path} is a damaged levelup database: {exc}") from None
 
 
 def iter_database_chunks(path: str | os.PathLike, size: int) -> Iterator[Database]:
