@@ -50,3 +50,81 @@ def test_demo_main_path_as_subprocess(tmp_path, session_label_cache):
                  "report.md", "ani-transfer.pt"):
         assert (out / name).exists(), name
     assert "energy_curves.png" in (out / "report.md").read_text()
+
+
+# ------------------------------------------------------------------- signals and pipes
+
+
+def test_sigterm_is_an_interrupt_only_while_main_runs(tmp_path, capsys, monkeypatch):
+    """A real SIGTERM during a subcommand runs the Ctrl-C path (one line, exit 130); the handler
+    is installed by main(), not at import, and the previous one is back afterwards."""
+    import os
+    import signal
+    import time
+
+    import levelup.cli.info as info
+
+    code = ("import signal, levelup, levelup.cli.main; "
+            "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    def wait_for_sigterm(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this at once
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(info, "run", wait_for_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    assert main(["info", str(tmp_path / "x.h5")]) == 130
+    assert time.monotonic() - started < 4
+    assert capsys.readouterr().err == "levelup: interrupted\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _many_properties(path, n=600):
+    import numpy as np
+
+    from levelup.data import Database
+
+    xyz = np.zeros((3, 2, 3))
+    xyz[:, 1, 2] = [0.7, 0.8, 0.9]
+    db = Database.from_numpy(xyz, ["H", "H"])
+    for k in range(n):
+        db.set(f"property-{k:04d}-" + "x" * 100, np.arange(3.0))
+    db.save(path)
+
+
+def test_stdout_closed_early_stops_quietly(tmp_path):
+    """``levelup info db.h5 | head -1``: ~100 kB of output into a pipe whose reader leaves after
+    one line: no traceback, no 'Exception ignored', exit 141 (as if killed by SIGPIPE)."""
+    _many_properties(tmp_path / "big.h5")
+    proc = subprocess.Popen([sys.executable, "-m", "levelup.cli.main", "info",
+                             str(tmp_path / "big.h5")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert b"levelup database, 3 molecules" in first
+    assert stderr == ""
+
+
+def test_help_into_a_closed_pipe_stops_quietly():
+    proc = subprocess.Popen([sys.executable, "-m", "levelup.cli.main", "--help"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # gone before levelup writes anything
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141)
+    assert stderr == ""
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_ordinary_error(tmp_path, capsys, monkeypatch):
+    import levelup.cli.info as info
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe (a worker's pipe)")
+
+    monkeypatch.setattr(info, "run", broken)
+    assert main(["info", str(tmp_path / "x.h5")]) == 1
+    assert capsys.readouterr().err.startswith("levelup: error: [Errno 32] Broken pipe")

@@ -158,10 +158,12 @@ def test_concatenate_and_add():
     b.set("E", np.ones(2))
     c = a + b
     assert len(c) == 5 and list(c.get("E")) == [0, 0, 0, 1, 1]
-    b.set("X", np.ones(2), unit="eV")
+    b.set("X", np.ones(2), unit="Angstrom")
     a.set("X", np.ones(3), unit="Hartree")
     with pytest.raises(DataError, match="unit"):
         Database.concatenate([a, b])
+    b.set("X", np.ones(2), unit="eV")  # converted to Hartree when set: now they concatenate
+    assert Database.concatenate([a, b]).properties["X"].unit == "Hartree"
 
 
 def test_split_count_fraction_every():

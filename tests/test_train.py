@@ -120,6 +120,32 @@ def test_config_rejects_bad_values(bad):
         TrainConfig.from_dict(bad)
 
 
+@pytest.mark.parametrize("field, value, words", [
+    ("learning_rate", math.inf, "learning_rate (--learning-rate, --lr) must be a finite number > 0"),
+    ("learning_rate", math.nan, "> 0; got nan"), ("learning_rate", 0.0, "> 0; got 0.0"),
+    ("weight_decay", math.nan, "weight_decay (--weight-decay) must be a finite number >= 0"),
+    ("weight_decay", math.inf, ">= 0; got inf"), ("force_weight", -1.0, ">= 0; got -1.0"),
+    ("hidden_weight_decay", (1e-5, math.nan), "hidden_weight_decay (--hidden-weight-decay)"),
+    ("ema_decay", 1.0, "in [0, 1); got 1.0"), ("lr_factor", math.nan, "in (0, 1); got nan"),
+    ("lr_threshold", -0.1, "in [0, 1)"), ("lr_floor", math.inf, "lr_floor (--lr-floor)"),
+    ("validation_fraction", math.nan, "validation_fraction (--validation-fraction)"),
+    ("batch_size", -4, "batch_size (--batch-size) must be an integer >= 1; got -4"),
+    ("max_epochs", 0, "max_epochs (--max-epochs, --epochs) must be an integer >= 1; got 0"),
+    ("lr_patience", -1, "lr_patience (--lr-patience) must be an integer >= 0"),
+    ("checkpoint_every", 0, "checkpoint_every (--checkpoint-every)"),
+    ("seed", -1, "seed (--seed) must be an integer in [0, 2**63); got -1"),
+])
+def test_config_every_number_finite_and_in_range(field, value, words):
+    """Checked when the config is made, from the constructor and from a dict: nothing trains
+    (or fails writing JSON) on a NaN or infinite setting."""
+    for make in (lambda: TrainConfig(**{field: value}),
+                 lambda: TrainConfig.from_dict({field: list(value) if isinstance(value, tuple)
+                                                else value})):
+        with pytest.raises(ConfigError) as err:
+            make()
+        assert words in str(err.value)
+
+
 def test_config_from_toml(tmp_path):
     path = tmp_path / "study.toml"
     path.write_text('[train]\nbatch_size = 32\nlearning_rate = 5e-4\n'
@@ -451,6 +477,33 @@ def test_no_validation_fraction_zero_and_errors():
     frozen.requires_grad_(False)
     with pytest.raises(ConfigError, match="no trainable"):
         fit(frozen, db, property="morse", progress=False)
+
+
+def test_interrupt_restores_the_best_weights_and_keeps_the_history():
+    """Ctrl-C during the epochs (here raised by the callback after epoch 6): fit restores the
+    best epoch's weights and raises TrainingInterrupted (a KeyboardInterrupt) carrying the
+    history of the finished epochs."""
+    from levelup.train import TrainingInterrupted
+
+    db = make_db(30)
+    model = small_model()
+    states = {}
+
+    def interrupt(epoch, history, m):
+        states[epoch] = state(m)  # the weights validated at this epoch
+        if epoch == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as err:
+        fit(model, db, property="morse", progress=False, callback=interrupt,
+            config=TrainConfig(max_epochs=100))
+    history = err.value.history
+    assert isinstance(err.value, KeyboardInterrupt)
+    assert history.stop_reason == "interrupted" and history.epoch == [1, 2, 3, 4, 5, 6]
+    assert 1 <= history.best_epoch <= 6
+    best = states[history.best_epoch]
+    # the best epoch's moving average, not the raw weights of the interrupted epoch
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
 
 
 def test_progress_bar_runs(capsys):

@@ -17,6 +17,7 @@ import numpy as np
 from .data import Database
 from .predict import Prediction
 from .train import History, TrainConfig, fit
+from .units import ENERGY, FORCE
 
 
 class DeltaModel:
@@ -43,8 +44,8 @@ class DeltaModel:
             low = self.base.predict(db, forces=forces, **options)
             low_e, low_f = low.energies, low.forces
         else:
-            low_e = np.asarray(db.get(self.low))
-            low_f = np.asarray(db.get(f"forces/{self.low}")) if forces else None
+            low_e = np.asarray(db.get(self.low, unit=ENERGY))
+            low_f = np.asarray(db.get(f"forces/{self.low}", unit=FORCE)) if forces else None
         total_f = None
         if forces:
             total_f = np.nan_to_num(low_f) + corr.forces
@@ -63,8 +64,9 @@ def fit_delta(base: Any, correction: Any, train: Database, validation: Database 
 
     def with_target(db: Database) -> Database:
         out = db.copy()
-        lower = (base.predict(db).energies if base is not None else np.asarray(db.get(low)))
-        out.set("delta-target", np.asarray(db.get(high)) - lower)
+        lower = (base.predict(db).energies if base is not None
+                 else np.asarray(db.get(low, unit=ENERGY)))
+        out.set("delta-target", np.asarray(db.get(high, unit=ENERGY)) - lower)
         return out
 
     history = fit(correction, with_target(train),

@@ -48,7 +48,7 @@ from .transfer import (
     refit_self_energies,
     self_energies_from_atoms,
 )
-from .units import HARTREE_TO_KCALMOL
+from .units import ENERGY, HARTREE_TO_KCALMOL
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def polish(model: Any, train: Database, *, property: str, penalty: Any = None,
     """Minimise the energy loss on ``train`` (+ ``penalty``) with full-batch L-BFGS; returns the
     final training RMSE in kcal/mol. For small data sets (a few hundred molecules at most):
     every iteration uses all of them."""
-    energies = np.asarray(train.get(property), dtype=np.float64)
+    energies = np.asarray(train.get(property, unit=ENERGY), dtype=np.float64)
     keep = np.isfinite(energies)
     species = model.species_index(train.species[keep])
     xyz = torch.from_numpy(np.array(train.coordinates[keep]))

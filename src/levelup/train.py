@@ -29,7 +29,6 @@ import json
 import math
 import os
 import time
-import tomllib
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,134 +45,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Database
 from .errors import ConfigError, DataError
 from .optim import FlatAdamW, Plateau
+from .trainconfig import TrainConfig
+from .units import ENERGY, FORCE
 from .units import HARTREE_TO_KCALMOL as KCAL
-
-_TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false",
-               "str | None": "a file name (or none)", "tuple[float, ...]": "a list of numbers"}
-
-
-def _type_ok(kind: str, value: Any) -> bool:
-    if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "str | None":
-        return value is None or isinstance(value, (str, os.PathLike))
-    return all(_type_ok("float", v) for v in value)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How :func:`fit` trains. Every field has a CLI flag of the same name (``--batch-size``)
-    and a TOML key (``batch_size = 16``); see :meth:`from_dict` and :meth:`from_toml`.
-
-    The defaults are MLatom's and TorchANI's recipe (AdamW, plateau schedule, learning-rate
-    floor, best weights restored) with changes measured in bench/bench_train.py: batches of 16
-    at a rate of 2e-3 (an epoch costs about half one of batch 8 and converges in about as many
-    epochs; batch 32 at 2e-3 or 3e-3 was faster still but failed now and then), and the weights
-    validated and kept are a moving average of the iterates (``ema_decay``, as NequIP and MACE
-    do), which removes most of the minibatch jitter: on the tutorial's H2 data the final error
-    is about half MLatom's. :meth:`mlatom` (with :func:`torchani_groups`) gives MLatom's recipe.
-    """
-
-    # --- optimizer: AdamW (TorchANI's example, MLatom) -------------------------------------
-    learning_rate: float = 2e-3  # initial AdamW rate (MLatom, TorchANI: 1e-3 at batch 8)
-    batch_size: int = 16  # molecules per step (MLatom: 8; TorchANI on ANI-1x: 2560)
-    weight_decay: float = 1e-2  # AdamW decoupled decay of the first and last Linear weights
-    #                             (torch's AdamW default, which TorchANI and MLatom leave on them)
-    hidden_weight_decay: tuple[float, ...] = (1e-5, 1e-6)  # decay of the hidden Linear weights:
-    #                             2nd layer, 3rd and deeper (TorchANI/MLatom); biases never decay
-    ema_decay: float = 0.99  # validate and keep an exponential moving average of the weights,
-    #                          this decay per step (NequIP, MACE: 0.99); 0: the weights themselves
-    # --- schedule and stopping -------------------------------------------------------------
-    lr_factor: float = 0.5  # multiply the rate by this when validation stalls (MLatom, TorchANI)
-    lr_patience: int = 64  # epochs without a better validation loss before that (MLatom: 64;
-    #                        TorchANI's example: 100)
-    lr_threshold: float = 0.0  # relative improvement of the validation loss that counts as one
-    #                            (MLatom: 0; torch's ReduceLROnPlateau default: 1e-4)
-    lr_floor: float = 1e-5  # stop once the rate falls below this (MLatom, TorchANI)
-    max_epochs: int = 10_000  # hard stop; the floor ends ordinary runs first (MLatom: 1e6)
-    # --- what is fitted --------------------------------------------------------------------
-    force_weight: float = 0.0  # weight of the force term (Angstrom^2); 0 trains on energies only
-    #                            (MLatom uses 0.1 when forces are given)
-    validation_fraction: float = 0.2  # share split off at random when no validation set is
-    #                                   given (MLatom: 0.2); 0 watches the training loss instead
-    seed: int = 0  # seeds the validation split and the batch order: same seed, same result
-    # --- checkpoints -----------------------------------------------------------------------
-    checkpoint: str | None = None  # file for periodic checkpoints; None writes none
-    checkpoint_every: int = 50  # epochs between checkpoints (the last epoch is always written)
-    resume: bool = False  # continue from ``checkpoint`` when that file exists
-
-    def __post_init__(self) -> None:
-        positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size,
-                    "lr_patience": self.lr_patience + 1, "max_epochs": self.max_epochs,
-                    "checkpoint_every": self.checkpoint_every}
-        for name, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"{name} must be positive; got {getattr(self, name)}")
-        if not 0 < self.lr_factor < 1:
-            raise ConfigError(f"lr_factor must lie between 0 and 1; got {self.lr_factor}")
-        if not 0 <= self.lr_floor < self.learning_rate:
-            raise ConfigError(f"lr_floor must lie in [0, learning_rate={self.learning_rate}); "
-                              f"got {self.lr_floor}")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must lie in [0, 1); got {self.ema_decay}")
-        if not 0 <= self.lr_threshold < 1:
-            raise ConfigError(f"lr_threshold must lie in [0, 1); got {self.lr_threshold}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ConfigError(f"validation_fraction must lie in [0, 1); got "
-                              f"{self.validation_fraction}")
-        if self.force_weight < 0 or self.weight_decay < 0 or min(self.hidden_weight_decay,
-                                                                   default=0) < 0:
-            raise ConfigError("force_weight and the weight decays must be >= 0")
-        if self.resume and not self.checkpoint:
-            raise ConfigError("resume=True needs a checkpoint file (checkpoint=...)")
-
-    @classmethod
-    def mlatom(cls, **changes: Any) -> TrainConfig:
-        """MLatom 3.25's ANI recipe (the tutorial's): batch 8, rate 1e-3, no moving average.
-        MLatom (as TorchANI's example) steps the biases by plain SGD: pass
-        ``param_groups=torchani_groups(model)`` to :func:`fit` for that too."""
-        return cls(**{"batch_size": 8, "learning_rate": 1e-3, "ema_decay": 0.0, **changes})
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Build from a mapping (e.g. a TOML table). Unknown keys raise ConfigError listing the
-        valid ones."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; valid keys: "
-                              f"{', '.join(names)}")
-        values = dict(data)
-        if "hidden_weight_decay" in values:
-            hwd = values["hidden_weight_decay"]
-            values["hidden_weight_decay"] = tuple(hwd) if isinstance(hwd, (list, tuple)) else (hwd,)
-        for f in dataclasses.fields(cls):
-            if f.name in values and not _type_ok(f.type, values[f.name]):
-                raise ConfigError(f"{f.name} must be {_TYPE_WORDS[f.type]}; got {values[f.name]!r}")
-        return cls(**values)
-
-    @classmethod
-    def from_toml(cls, path: str | os.PathLike, table: str | None = None) -> TrainConfig:
-        """Read from a TOML file: its top level, or the table ``table`` (e.g. "train")."""
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read training settings from {path}: {exc}") from exc
-        if table is not None:
-            if table not in data:
-                raise ConfigError(f"{path} has no [{table}] table; it has {sorted(data)}")
-            data = data[table]
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON/TOML-ready dict of every field."""
-        out = dataclasses.asdict(self)
-        out["hidden_weight_decay"] = list(self.hidden_weight_decay)
-        return out
 
 
 @dataclass
@@ -189,7 +63,8 @@ class History:
         lr: learning rate used in that epoch (of the first parameter group).
         time: seconds since the start of training at the end of that epoch.
         best_epoch: epoch whose weights were restored at the end.
-        stop_reason: why training stopped ("lr_floor", "max_epochs" or "callback").
+        stop_reason: why training stopped ("lr_floor", "max_epochs", "callback" or
+            "interrupted": see :class:`TrainingInterrupted`).
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -205,6 +80,11 @@ class History:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def append(self, **values: float) -> None:
+        """Record one epoch: a value for each per-epoch list (``epoch=3, train_rmse=0.2, ...``)."""
+        for name, value in values.items():
+            getattr(self, name).append(value)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
@@ -224,6 +104,24 @@ class History:
                                   if isinstance(v, list) else v) for k, v in data.items()})
 
 
+class TrainingInterrupted(KeyboardInterrupt):  # noqa: N818 (it is a KeyboardInterrupt)
+    """Raised by :func:`fit` when a KeyboardInterrupt (Ctrl-C; SIGTERM too under the ``levelup``
+    command) arrives during the epochs. It is a KeyboardInterrupt, so a script stops as usual;
+    a caller that wants the work done so far catches it: the model already holds the weights
+    of the best epoch so far (as after a normal end), and ``history`` records the finished
+    epochs with ``stop_reason = "interrupted"`` (``history.best_epoch`` is 0, and the model's
+    weights those of a partly trained first epoch, when no epoch finished). No checkpoint is
+    written for the unfinished epoch: resuming starts from the last periodic checkpoint.
+
+    Attributes:
+        history: the :class:`History` of the epochs that finished.
+    """
+
+    def __init__(self, history: History) -> None:
+        super().__init__(f"training interrupted after {len(history.epoch)} epochs")
+        self.history = history
+
+
 # ---------------------------------------------------------------------------------- set-up
 
 
@@ -231,9 +129,9 @@ def _labelled(db: Database, prop: str, role: str) -> Database:
     """Molecules of ``db`` that carry ``prop`` (others dropped with a warning)."""
     if not isinstance(db, Database):
         raise DataError(f"the {role} set must be a levelup Database; got {type(db).__name__}")
-    values = db.get(prop)
-    if values.ndim != 1:
+    if db.get(prop).ndim != 1:
         raise DataError(f"property {prop!r} holds per-atom values; train on an energy property")
+    values = db.get(prop, unit=ENERGY)  # energies are trained on in Hartree, nothing else
     keep = np.isfinite(values)
     if not keep.any():
         raise DataError(f"no molecule of the {role} set has a value for {prop!r}")
@@ -423,6 +321,13 @@ def fit(
     Returns:
         The :class:`History`. The model ends with the weights of its best validation epoch (the
         moving average of the weights at that epoch when ``config.ema_decay > 0``).
+
+    Raises:
+        DataError: ``property`` is not recorded in Hartree (or the force property in
+            Hartree/Angstrom), e.g. an "unknown" column of an ASE file: store it again with its
+            unit (``db.set(name, values, unit="eV")`` converts).
+        TrainingInterrupted: on Ctrl-C during the epochs, after restoring the best weights so
+            far; its ``history`` holds the finished epochs.
     """
     config = config if config is not None else TrainConfig()
     if not hasattr(model, "networks") or hasattr(model, "members"):
@@ -457,7 +362,8 @@ def fit(
         species, xyz, residuals = _tensors(model, db, property)
         if not use_forces:
             return CachedEnergies(model, species, xyz, residuals)
-        f = torch.from_numpy(np.array(db.get(forces), dtype=np.float64)).to(model.dtype)
+        f = torch.from_numpy(np.array(db.get(forces, unit=FORCE), dtype=np.float64)
+                             ).to(model.dtype)
         return GeometryBatches(species, xyz, residuals.to(model.dtype), f)
 
     train_data = prepare(train)
@@ -472,12 +378,53 @@ def fit(
         optimizer.release()
 
 
+def _train_epoch(model: torch.nn.Module, config: TrainConfig, train_data: Any,
+                 optimizer: FlatAdamW, generator: torch.Generator,
+                 penalty: Callable[[torch.nn.Module], Tensor] | None) -> tuple[float, float]:
+    """One pass over the training set in a fresh random order: (energy RMSE kcal/mol, force
+    RMSE kcal/mol/Angstrom or NaN without forces) of its batches."""
+    e_sq, f_sq, n_f = [], [], 0
+    if isinstance(train_data, CachedEnergies):
+        train_data.shuffle(torch.randperm(train_data.n, generator=generator).numpy(),
+                           config.batch_size)
+        for start, end in train_data.batches():
+            if train_data.handwritten:  # same loss and gradients, without autograd's overhead
+                loss, sq = train_data.loss_and_gradients(start, end, KCAL)
+                if penalty is not None:
+                    penalty(model).backward()  # adds to the gradients just written
+            else:
+                target, w = train_data.batch_targets(start, end)
+                loss, sq = _energy_loss(train_data.energies(start, end), target, w)
+                if penalty is not None:
+                    loss = loss + penalty(model)
+                optimizer.zero_grad()
+                loss.backward()
+            optimizer.step()
+            e_sq.append(sq)
+    else:
+        for idx in train_data.batches(config.batch_size, generator):
+            batch = train_data.take(idx)
+            loss, sq, fsq = _geometry_step(model, batch, config.force_weight, True)
+            if penalty is not None:
+                loss = loss + penalty(model)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            e_sq.append(sq)
+            f_sq.append(fsq)
+            n_f += int(torch.isfinite(batch[3]).sum())
+    train_rmse = math.sqrt(float(torch.stack(e_sq).sum()) / train_data.n)
+    train_frmse = math.sqrt(float(torch.stack(f_sq).sum()) / max(n_f, 1)) if f_sq else math.nan
+    return train_rmse, train_frmse
+
+
 def _loop(model: torch.nn.Module, config: TrainConfig, train_data: Any, val_data: Any,
           optimizer: FlatAdamW, fingerprint: str, state: dict[str, Any] | None, progress: bool,
           penalty: Callable[[torch.nn.Module], Tensor] | None,
           callback: Callable[[int, History, torch.nn.Module], bool | None] | None) -> History:
     """The training loop of :func:`fit`: epochs of shuffled batches, validation, schedule,
-    best weights, checkpoints."""
+    best weights, checkpoints. On KeyboardInterrupt: best weights restored, then
+    :class:`TrainingInterrupted`."""
     scheduler = Plateau(optimizer, config.lr_factor, config.lr_patience, config.lr_threshold)
     generator = torch.Generator().manual_seed(config.seed)
     history, best_loss, best_state, first_epoch, t_offset = History(), math.inf, None, 1, 0.0
@@ -502,75 +449,46 @@ def _loop(model: torch.nn.Module, config: TrainConfig, train_data: Any, val_data
                unit="epoch", desc="fit", dynamic_ncols=True)
     t0 = time.perf_counter() - t_offset
     epoch, stop = first_epoch - 1, "max_epochs"
-    handwritten = isinstance(train_data, CachedEnergies) and train_data.handwritten
-    for epoch in range(first_epoch, config.max_epochs + 1):
-        lr = optimizer.scale * config.learning_rate
-        if lr < config.lr_floor:
-            epoch, stop = epoch - 1, "lr_floor"
-            break
-        # ---- one pass over the training set, in a fresh random order
-        e_sq, f_sq, n_f = [], [], 0
-        if isinstance(train_data, CachedEnergies):
-            train_data.shuffle(torch.randperm(train_data.n, generator=generator).numpy(),
-                               config.batch_size)
-            for start, end in train_data.batches():
-                if handwritten:  # same loss and gradients, without autograd's overhead
-                    loss, sq = train_data.loss_and_gradients(start, end, KCAL)
-                    if penalty is not None:
-                        penalty(model).backward()  # adds to the gradients just written
+    try:
+        for epoch in range(first_epoch, config.max_epochs + 1):
+            lr = optimizer.scale * config.learning_rate
+            if lr < config.lr_floor:
+                epoch, stop = epoch - 1, "lr_floor"
+                break
+            train_rmse, train_frmse = _train_epoch(model, config, train_data, optimizer,
+                                                   generator, penalty)
+            with optimizer.averaged():  # validate (and keep) the moving average of the weights
+                if val_data is not None:
+                    val_loss, val_rmse, val_frmse = _evaluate(model, val_data, config.force_weight)
                 else:
-                    target, w = train_data.batch_targets(start, end)
-                    loss, sq = _energy_loss(train_data.energies(start, end), target, w)
-                    if penalty is not None:
-                        loss = loss + penalty(model)
-                    optimizer.zero_grad()
-                    loss.backward()
-                optimizer.step()
-                e_sq.append(sq)
-        else:
-            for idx in train_data.batches(config.batch_size, generator):
-                batch = train_data.take(idx)
-                loss, sq, fsq = _geometry_step(model, batch, config.force_weight, True)
-                if penalty is not None:
-                    loss = loss + penalty(model)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                e_sq.append(sq)
-                f_sq.append(fsq)
-                n_f += int(torch.isfinite(batch[3]).sum())
-        train_rmse = math.sqrt(float(torch.stack(e_sq).sum()) / train_data.n)
-        train_frmse = math.sqrt(float(torch.stack(f_sq).sum()) / max(n_f, 1)) if f_sq else math.nan
-        # ---- validation, schedule, best weights
-        with optimizer.averaged():  # validate (and keep) the moving average of the weights
-            if val_data is not None:
-                val_loss, val_rmse, val_frmse = _evaluate(model, val_data, config.force_weight)
-            else:
-                val_loss, val_rmse, val_frmse = train_rmse ** 2, math.nan, math.nan
-            if val_loss < best_loss:
-                best_loss, history.best_epoch = val_loss, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        scheduler.step(val_loss)
-        for name, value in (("epoch", epoch), ("train_rmse", train_rmse), ("val_rmse", val_rmse),
-                            ("train_force_rmse", train_frmse), ("val_force_rmse", val_frmse),
-                            ("val_loss", val_loss), ("lr", lr),
-                            ("time", time.perf_counter() - t0)):
-            getattr(history, name).append(value)
-        bar.update(1)
-        if progress:
-            bar.set_postfix_str(f"train {train_rmse:.4g} val {val_rmse:.4g} kcal/mol lr {lr:.2g}",
-                                refresh=False)
-        if config.checkpoint and epoch % config.checkpoint_every == 0:
+                    val_loss, val_rmse, val_frmse = train_rmse ** 2, math.nan, math.nan
+                if val_loss < best_loss:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_loss, history.best_epoch = val_loss, epoch
+            scheduler.step(val_loss)
+            history.append(epoch=epoch, train_rmse=train_rmse, val_rmse=val_rmse,
+                           train_force_rmse=train_frmse, val_force_rmse=val_frmse,
+                           val_loss=val_loss, lr=lr, time=time.perf_counter() - t0)
+            bar.update(1)
+            if progress:
+                bar.set_postfix_str(f"train {train_rmse:.4g} val {val_rmse:.4g} kcal/mol "
+                                    f"lr {lr:.2g}", refresh=False)
+            if config.checkpoint and epoch % config.checkpoint_every == 0:
+                save(epoch)
+            if callback is not None:
+                with optimizer.averaged():
+                    if callback(epoch, history, model):
+                        stop = "callback"
+                        break
+    except KeyboardInterrupt as exc:
+        stop = "interrupted"
+        raise TrainingInterrupted(history) from exc
+    else:
+        if config.checkpoint and (not history.epoch or history.epoch[-1] % config.checkpoint_every):
             save(epoch)
-        if callback is not None:
-            with optimizer.averaged():
-                if callback(epoch, history, model):
-                    stop = "callback"
-                    break
-    bar.close()
-    history.stop_reason = stop
-    if config.checkpoint and (not history.epoch or history.epoch[-1] % config.checkpoint_every):
-        save(epoch)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    finally:
+        bar.close()
+        history.stop_reason = stop
+        if best_state is not None:
+            model.load_state_dict(best_state)
     return history

@@ -27,6 +27,7 @@ from .data import Database
 from .elements import atomic_number, symbol
 from .errors import ConfigError, DataError
 from .networks import init_network
+from .units import ENERGY
 
 Layers = int | Sequence[int] | str
 Elements = str | int | Sequence[str | int] | None
@@ -401,7 +402,7 @@ def refit_self_energies(model: Any, db: Database, property: str) -> np.ndarray:
     """
     from .selfenergies import fit_self_energies
 
-    energies = np.asarray(db.get(property), dtype=np.float64)
+    energies = np.asarray(db.get(property, unit=ENERGY), dtype=np.float64)
     keep = np.isfinite(energies)
     if not keep.any():
         raise DataError(f"property {property!r} has no values to refit self energies from")

@@ -6,18 +6,26 @@ Every training setting of :class:`levelup.TrainConfig` has a flag of the same na
 top level or its ``[train]`` table) and flags given on the command line override the file. A new
 model has the elements of the training data and the ANI-1x architecture; ``--init MODEL`` starts
 from an existing model file instead (fine-tuning: see also ``levelup finetune``).
+
+Every path is checked before any work: the inputs exist, and -o, --history and --checkpoint are
+writable files that replace no input. The property must be recorded in Hartree (forces in
+Hartree/Angstrom); without --validation the validation fraction must lie in (0, 1). Ctrl-C or
+SIGTERM during training writes the best model so far (and its history), says so in one line
+and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import sys
 from pathlib import Path
 from typing import Any
 
-from ..data import Database
 from ..errors import ConfigError
-from ..train import TrainConfig, fit
+from ..train import History, TrainConfig, TrainingInterrupted, fit
+from .common import input_file, output_file, read_database
 
 EXAMPLE = """examples:
   levelup train h2.h5 -o h2-hf.pt --property HF/STO-3G
@@ -40,7 +48,7 @@ HELP = {
     "max_epochs": "hard limit on epochs (10000)",
     "force_weight": "weight of the force term, Angstrom^2; 0 = energies only (0)",
     "validation_fraction": "share of DATABASE held out for validation when --validation is not "
-                           "given (0.2)",
+                           "given, between 0 and 1 exclusive (0.2)",
     "seed": "seed of the split, the batch order and a new model's weights (0)",
     "checkpoint": "write training checkpoints to this file",
     "checkpoint_every": "epochs between checkpoints (50)",
@@ -61,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "ASE reads")
     p.add_argument("-o", "--output", required=True, metavar="MODEL", help="model file to write")
     p.add_argument("--property", required=True, metavar="NAME",
-                   help="energy property to learn (Hartree), e.g. HF/STO-3G")
+                   help="energy property to learn, recorded in Hartree, e.g. HF/STO-3G")
     p.add_argument("--validation", metavar="FILE", help="validation molecules (default: a random "
                    "share of DATABASE, see --validation-fraction)")
     p.add_argument("--forces", metavar="NAME", help="force property used when --force-weight > 0 "
@@ -86,11 +94,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read(path: str) -> Database:
-    return Database.load(path) if Path(path).suffix.lower() in (".h5", ".hdf5") else Database.read(
-        path)
-
-
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from --config (if given) overridden by the flags given."""
     base = TrainConfig.from_toml(args.config, table=_table(args.config)) if args.config else \
@@ -110,28 +113,88 @@ def _table(path: str) -> str | None:
     return "train" if "train" in data else None
 
 
+def _paths(args: argparse.Namespace, config: TrainConfig) -> str:
+    """Check every input and output path before any work; returns the history path.
+
+    Inputs exist and are readable; -o, --history and --checkpoint are not folders, not an
+    input (``levelup train DB -o DB`` or ``--init M -o M`` would replace it), not each other,
+    and lie in writable folders."""
+    if args.validation is None and config.validation_fraction == 0:
+        raise ConfigError("--validation-fraction 0 without --validation leaves no validation "
+                          "set to pick the best epoch by: give --validation FILE, or a fraction "
+                          "between 0 and 1 (exclusive) such as 0.2")
+    inputs = [input_file(args.database, "database")]
+    for flag in ("validation", "init", "config"):
+        if getattr(args, flag):
+            inputs.append(input_file(getattr(args, flag), f"--{flag}"))
+    outputs = {"-o": args.output, "--history": args.history or f"{args.output}.history.json",
+               "--checkpoint": config.checkpoint}
+    seen: dict[Path, str] = {}
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        output_file(path, inputs, flag=flag)
+        where = Path(path).resolve()
+        if where in seen:
+            raise ConfigError(f"{flag} {path} is also {seen[where]}: give each output its own file")
+        seen[where] = f"the {flag} file"
+    return outputs["--history"]
+
+
+def _rmse(history: History) -> str:
+    """The best epoch's error as words: validation RMSE, or training RMSE without validation."""
+    best = history.best_epoch - 1
+    val = history.val_rmse[best]
+    if math.isnan(val):
+        return f"training RMSE {history.train_rmse[best]:.4f} kcal/mol (no validation set)"
+    return f"validation RMSE {val:.4f} kcal/mol"
+
+
+def _write(args: argparse.Namespace, model: Any, history: History, config: TrainConfig,
+           n_train: int, history_path: str) -> None:
+    metadata = {"trained_on": {"database": str(args.database), "property": args.property,
+                               "molecules": n_train, "validation": args.validation},
+                "train_config": config.to_dict(), "best_epoch": history.best_epoch,
+                "stop_reason": history.stop_reason}
+    model.save(args.output, metadata=metadata)
+    history.save(history_path)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..model import ANIModel
     from ..modelfile import load_model
 
     config = config_from_args(args)
-    train = _read(args.database)
-    validation = _read(args.validation) if args.validation else None
+    history_path = _paths(args, config)
+    train = read_database(args.database, "database")
+    validation = read_database(args.validation, "--validation") if args.validation else None
     if args.init:
         model = load_model(args.init)
     else:
         elements = sorted(set(train.elements) | set(validation.elements if validation else []))
         model = ANIModel(elements, seed=config.seed)
-    history = fit(model, train, validation, property=args.property, config=config,
-                  forces=args.forces, progress=not getattr(args, "quiet", False))
-    metadata = {"trained_on": {"database": str(args.database), "property": args.property,
-                               "molecules": len(train), "validation": args.validation},
-                "train_config": config.to_dict(), "best_epoch": history.best_epoch}
-    model.save(args.output, metadata=metadata)
-    history_path = args.history or f"{args.output}.history.json"
-    history.save(history_path)
-    best = history.best_epoch - 1
-    val = history.val_rmse[best] if history.epoch else float("nan")
+    try:
+        history = fit(model, train, validation, property=args.property, config=config,
+                      forces=args.forces, progress=not getattr(args, "quiet", False))
+    except TrainingInterrupted as exc:
+        return _interrupted(args, model, exc.history, config, len(train), history_path)
+    _write(args, model, history, config, len(train), history_path)
     print(f"{args.output}: trained {len(history.epoch)} epochs ({history.stop_reason}); best epoch "
-          f"{history.best_epoch}: validation RMSE {val:.4f} kcal/mol; history in {history_path}")
+          f"{history.best_epoch}: {_rmse(history)}; history in {history_path}")
     return 0
+
+
+def _interrupted(args: argparse.Namespace, model: Any, history: History, config: TrainConfig,
+                 n_train: int, history_path: str) -> int:
+    """After Ctrl-C or SIGTERM: write the best model so far and its history, say so in one
+    line, and return 130 (see levelup.cli.main)."""
+    done = len(history.epoch)
+    if history.best_epoch == 0:
+        print(f"levelup: interrupted in epoch {done + 1}, before any epoch finished: no model "
+              "written", file=sys.stderr)
+        return 130
+    _write(args, model, history, config, n_train, history_path)
+    print(f"levelup: interrupted after {done} epochs: wrote the best model so far (epoch "
+          f"{history.best_epoch}, {_rmse(history)}) to {args.output}; history in "
+          f"{history_path}", file=sys.stderr)
+    return 130

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..elements import atomic_number
 from ..errors import DataError
-from ..units import ENERGY, FORCE
+from ..units import ENERGY, FORCE, parse_unit
 from .molecule import Molecule, hill_formula
 from .validate import check_charges, check_property, check_structure
 
@@ -60,6 +60,21 @@ def _per_molecule(values: Any, n: int, name: str, default: int) -> np.ndarray:
     if not np.all(np.equal(np.mod(arr, 1), 0)):
         raise DataError(f"{name} must be integers; got {arr[np.mod(arr, 1) != 0][:3]}")
     return arr.astype(np.int64)
+
+
+def _to_internal(name: str, values: np.ndarray, unit: str, per_atom: bool
+                 ) -> tuple[np.ndarray, str]:
+    """(values converted to levelup's internal unit of their kind, that unit)."""
+    try:
+        kind, internal, factor = parse_unit(unit)
+    except DataError as exc:
+        raise DataError(f"property {name!r}: {exc}") from None
+    if kind == "force" and not per_atom:
+        raise DataError(f"property {name!r}: {unit!r} is a force unit, but the values are one "
+                        f"per molecule, shape {values.shape}: forces are (molecules, atoms, 3)")
+    if factor != 1.0:
+        values *= factor
+    return values, internal
 
 
 class Database:
@@ -327,13 +342,25 @@ class Database:
         """Name -> :class:`PropertyInfo` of every property (a copy)."""
         return dict(self._info)
 
-    def get(self, name: str) -> np.ndarray:
-        """Values of property ``name`` (a read-only view): (molecules,) or (molecules, atoms, ...)."""
+    def get(self, name: str, unit: str | None = None) -> np.ndarray:
+        """Values of property ``name`` (a read-only view): (molecules,) or (molecules, atoms, ...).
+
+        With ``unit`` (e.g. "Hartree" or "Hartree/Angstrom", as training asks), raise DataError
+        unless the property is recorded in exactly that unit: values stored in "unknown" (extra
+        columns of ASE files) or in another kind of unit are never taken for energies.
+        """
         try:
             values = self._properties[name]
         except KeyError:
             known = ", ".join(repr(k) for k in self._properties) or "none"
             raise DataError(f"no property {name!r} in this database; it has: {known}") from None
+        recorded = self._info[name].unit
+        if unit is not None and recorded != unit:
+            example = "eV/Angstrom" if "/" in unit else "eV"
+            raise DataError(f"property {name!r} is recorded in {recorded!r}, but {unit} is needed "
+                            f"here: if its values are in a unit levelup knows, store them again "
+                            f"with it, e.g. db.set({name!r}, db.get({name!r}), unit={example!r}), "
+                            f"which converts them to {unit}")
         view = values.view()
         view.flags.writeable = False
         return view
@@ -353,6 +380,10 @@ class Database:
             values: (molecules,) for per-molecule values or (molecules, atoms, ...) per atom;
                 NaN marks a missing value.
             unit: unit of the values; default "Hartree" per molecule, "Hartree/Angstrom" per atom.
+                Energies in eV, kcal/mol or kJ/mol and forces in those per Angstrom or per Bohr
+                are converted, and the internal unit (Hartree, Hartree/Angstrom) is recorded;
+                see :mod:`levelup.units` for every unit accepted ("unknown" included). Any
+                other unit raises DataError listing the valid ones.
             level: level of theory ("method/basis") for quantum-chemistry labels.
             spec: provenance (program, version, settings).
         """
@@ -362,11 +393,13 @@ class Database:
         per_atom = arr.ndim >= 2
         if per_atom:
             arr[~(self._species > 0)] = np.nan
+        if unit is None:
+            unit = FORCE if per_atom else ENERGY
+        else:
+            arr, unit = _to_internal(name, arr, unit, per_atom)
         self._properties[name] = arr
-        self._info[name] = PropertyInfo(
-            unit=unit or (FORCE if per_atom else ENERGY), level=level, per_atom=per_atom,
-            spec=dict(spec or {}),
-        )
+        self._info[name] = PropertyInfo(unit=unit, level=level, per_atom=per_atom,
+                                        spec=dict(spec or {}))
 
     def remove(self, name: str) -> None:
         """Delete property ``name``."""
