@@ -108,7 +108,7 @@ def test_errors_are_one_line(files, water, capsys):
           str(files / "x.h5")], "--normal-modes"),
         (["build", "scan", str(files / "water.xyz"), "--bond", "0", "5", "--from", "1", "--to",
           "2", "--step", "0.5", "-o", str(files / "x.h5")], "out of range"),
-        (["build", "read", str(files / "nothing.xyz"), "-o", str(files / "x.h5")], "no such file"),
+        (["build", "read", str(files / "nothing.xyz"), "-o", str(files / "x.h5")], "does not exist"),
     ]
     for argv, message in cases:
         assert main(argv) == 1, argv

@@ -41,4 +41,4 @@ def test_predict_rejects_a_database_as_model(tmp_path, capsys):
     h2_scan()[:3].save(tmp_path / "h2.h5")
     assert main(["predict", str(tmp_path / "h2.h5"), str(tmp_path / "h2.h5"), "-o",
                  str(tmp_path / "x.h5")]) == 1
-    assert "not a levelup model file" in capsys.readouterr().err
+    assert "database of molecules, not a model file" in capsys.readouterr().err

@@ -89,7 +89,7 @@ def test_unknown_key_is_one_error_line_listing_the_valid_keys(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "cannot read study file"),
+    (None, "study.toml does not exist"),
     ("[geometries\n", "not valid TOML"),
     ("[geometries]\nsource = 'h2_tutorial'\n", "no [levels] table"),
 ])

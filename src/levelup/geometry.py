@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 #: Bond criterion: atoms closer than this times the sum of their covalent radii are bonded.
 BOND_SCALE = 1.2
+MAX_GEOMETRIES = 1_000_000  # a scan or distortion set larger than this is a typo
 
 
 # ---------------------------------------------------------------------------------- structures
@@ -95,11 +96,16 @@ def _check_indices(mol: Molecule, indices: Sequence[int], what: str) -> list[int
 def scan_values(start: float, stop: float, step: float) -> np.ndarray:
     """``start, start + step, ...`` up to and including ``stop`` when it falls on the grid (to
     1e-9 of a step); ``step`` may be negative to scan downwards."""
+    if not np.isfinite([start, stop, step]).all():
+        raise DataError(f"a scan needs finite numbers; got from {start}, to {stop}, step {step}")
     if step == 0 or (stop - start) * step < 0:
         raise DataError(f"a scan from {start} to {stop} needs a non-zero step with the sign of "
                         f"{stop} - {start}; got step {step}")
-    n = int(np.floor((stop - start) / step + 1e-9)) + 1
-    return start + step * np.arange(n)
+    count = int(np.floor((stop - start) / step + 1e-9)) + 1
+    if count > MAX_GEOMETRIES:
+        raise DataError(f"a scan from {start} to {stop} in steps of {step} would make {count:,} "
+                        f"geometries, over the limit of {MAX_GEOMETRIES:,}: take a larger step")
+    return start + step * np.arange(count)
 
 
 def bonds(structure: Any, scale: float = BOND_SCALE) -> np.ndarray:
@@ -162,7 +168,8 @@ def scan_distance(structure: Any, i: int, j: int, distances: Sequence[float], *,
     i, j = _check_indices(mol, (i, j), "bond")
     values = np.asarray(distances, dtype=np.float64).reshape(-1)
     if values.size == 0 or not (values > 0).all():
-        raise DataError(f"distances must be positive (Angstrom); got {values}")
+        raise DataError(f"distances must be positive (Angstrom); got {values.size} values, the "
+                        f"smallest {values.min() if values.size else 'none'}")
     moved = _moving(mol, move, i, j, [i])
     atoms = _to_atoms(mol)
     frames = []
@@ -241,7 +248,7 @@ def random_distortions(structure: Any, n: int, amplitude: float, *,
     mol = _as_molecule(structure)
     if n < 1:
         raise DataError(f"n must be >= 1; got {n}")
-    if not amplitude > 0:
+    if not 0 < amplitude < np.inf:
         raise DataError(f"amplitude must be a positive number of Angstrom; got {amplitude}")
     rng = np.random.default_rng(seed)
     shifts = rng.uniform(-amplitude, amplitude, size=(n, len(mol), 3))
@@ -378,7 +385,7 @@ def normal_mode_distortions(structure: Any, hessian: np.ndarray, n: int, *,
     mol = _as_molecule(structure)
     if n < 1:
         raise DataError(f"n must be >= 1; got {n}")
-    if not temperature > 0:
+    if not 0 < temperature < np.inf:
         raise DataError(f"temperature must be positive (K); got {temperature}")
     modes = normal_modes(mol, hessian)
     if modes.wavenumbers.size == 0:

@@ -442,7 +442,7 @@ def save_figure(
     path: str | os.PathLike,
     formats: Sequence[str] = ("png", "svg"),
     *,
-    dpi: int = 150,
+    dpi: float = 150,
 ) -> list[Path]:
     """Write ``fig`` once per format, each file atomically, beside ``path``.
 
@@ -455,6 +455,9 @@ def save_figure(
     """
     from matplotlib import rc_context
 
+    if not (math.isfinite(dpi) and 1 <= dpi <= 2400):
+        raise ConfigError(f"dpi must be a number of dots per inch from 1 to 2400; got {dpi!r} "
+                          "(for example dpi=150)")
     path = Path(path)
     supported = fig.canvas.get_supported_filetypes()
     formats = [f.lower().lstrip(".") for f in formats]

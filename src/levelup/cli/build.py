@@ -17,6 +17,7 @@ from pathlib import Path
 from ..data import Database
 from ..errors import ConfigError
 from ..geometry import (
+    MAX_GEOMETRIES,
     hessian,
     normal_mode_distortions,
     random_distortions,
@@ -26,6 +27,7 @@ from ..geometry import (
     scan_distance,
     scan_values,
 )
+from .common import check_number, molecules_file, output_file, read_database, read_model, write_database
 
 EXAMPLE = """examples:
   levelup build scan h2.xyz --bond 0 1 --from 0.5 --to 2.5 --step 0.05 -o h2_scan.h5
@@ -130,18 +132,23 @@ def _structure_args(p: argparse.ArgumentParser) -> None:
 
 def _write(db: Database, path: str, what: str) -> None:
     out = Path(path)
-    if out.suffix.lower() in (".h5", ".hdf5"):
-        db.save(out)
-    else:
-        db.write(out)
+    write_database(db, out)
     formulas = sorted(set(db.formulas))
     print(f"{out}: {len(db)} {what} ({', '.join(formulas[:5])}"
           f"{', ...' if len(formulas) > 5 else ''})")
 
 
+def _structure(args: argparse.Namespace, inputs: list[str | None]) -> object:
+    """Check the output and the structure file before any work; return the molecule."""
+    output_file(args.output, inputs=[args.structure, *inputs], database=True)
+    return read_structure(molecules_file(args.structure, "structure"), args.index)
+
+
 def run_scan(args: argparse.Namespace) -> int:
-    mol = read_structure(args.structure, args.index)
+    for flag, value in (("--from", args.start), ("--to", args.stop), ("--step", args.step)):
+        check_number(value, flag)
     values = scan_values(args.start, args.stop, args.step)
+    mol = _structure(args, [])
     if args.bond:
         db = scan_distance(mol, *args.bond, values, move=args.move)
         what = f"geometries along the {args.bond[0]}-{args.bond[1]} distance"
@@ -155,20 +162,29 @@ def run_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_distort(args: argparse.Namespace) -> None:
+    check_number(args.n, "--n", minimum=1, maximum=MAX_GEOMETRIES, example="150")
+    check_number(args.amplitude, "--amplitude", above=0, example="0.1")
+    check_number(args.temperature, "--temperature", above=0, example="300")
+    if not args.normal_modes and (args.model or args.level):
+        raise ConfigError("--model and --level choose the Hessian of --normal-modes; add "
+                          "--normal-modes, or leave them out for Cartesian distortions")
+    if args.normal_modes and args.amplitude is not None:
+        raise ConfigError("--amplitude sets Cartesian distortions; with --normal-modes the size "
+                          "of the distortions follows from --temperature")
+
+
 def run_distort(args: argparse.Namespace) -> int:
-    mol = read_structure(args.structure, args.index)
+    _check_distort(args)
+    mol = _structure(args, [args.model, args.cache])
+    if args.model:
+        read_model(args.model, "--model")
     if not args.normal_modes:
-        if args.model or args.level:
-            raise ConfigError("--model and --level choose the Hessian of --normal-modes; add "
-                              "--normal-modes, or leave them out for Cartesian distortions")
         amplitude = 0.1 if args.amplitude is None else args.amplitude
         db = random_distortions(mol, args.n, amplitude, seed=args.seed)
         _write(db, args.output, f"random distortions (up to {amplitude:g} Angstrom per "
                "coordinate)")
         return 0
-    if args.amplitude is not None:
-        raise ConfigError("--amplitude sets Cartesian distortions; with --normal-modes the size "
-                          "of the distortions follows from --temperature")
     source = args.model or args.level or "HF/STO-3G"
     h = hessian(mol, source, cache=args.cache, progress=not args.quiet)
     db = normal_mode_distortions(mol, h, args.n, temperature=args.temperature, seed=args.seed)
@@ -178,7 +194,10 @@ def run_distort(args: argparse.Namespace) -> int:
 
 
 def run_read(args: argparse.Namespace) -> int:
-    parts = [Database.read(f) for f in args.files]
+    output_file(args.output, inputs=args.files, database=True)
+    for f in args.files:
+        molecules_file(f)
+    parts = [read_database(f) for f in args.files]
     db = Database.concatenate(parts)
     _write(db, args.output, f"molecules from {len(args.files)} file(s)")
     return 0

@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
+from .common import output_folder
+
 EXAMPLE = """examples:
   levelup demo --out runs/demo
   levelup demo --out runs/seed1 --seed 1 --cache labels.sqlite"""
@@ -24,7 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..studies.h2 import run_h2_study
 
-    out = Path(args.out)
+    out = output_folder(args.out)
+    if args.cache is not None and Path(args.cache).is_dir():
+        raise ConfigError(f"--cache {args.cache} is a folder: give a file, e.g. "
+                          f"{Path(args.cache) / 'labels.sqlite'}")
     quiet = getattr(args, "quiet", False)
     metrics = run_h2_study(out, seed=args.seed, cache=args.cache, progress=not quiet,
                            log=(lambda m: None) if quiet else print)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 
 from ..export import export_torchscript, read_export_info
-from ..modelfile import load_metadata, load_model
+from ..modelfile import load_metadata
+from .common import input_file, output_file, read_model
 
 EXAMPLE = """example:
   levelup export h2.pt -o h2.ts
@@ -30,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    input_file(args.model, "model")
+    output_file(args.output, inputs=[args.model])
+    model = read_model(args.model)
     metadata = {"source": str(args.model), "model_metadata": load_metadata(args.model)}
     export_torchscript(model, args.output, metadata=metadata)
     info = read_export_info(args.output)

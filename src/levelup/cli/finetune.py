@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import Database
+from ..errors import DataError
 from ..finetune import TransferRecipe, finetune
-from ..modelfile import load_model
+from .common import check_number, input_file, output_file, read_database, read_model
 
 EXAMPLE = """examples:
   levelup finetune ani-hf.pt cisd12.h5 -o ani-cisd.pt --property CISD/cc-pVDZ --anchors h2.h5
@@ -59,11 +59,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    for flag in ("anchor_strength", "smoothness", "polish_smoothness", "l2sp"):
+        check_number(getattr(args, flag), "--" + flag.replace("_", "-"), minimum=0, example="0")
+    check_number(args.smoothness_step, "--smoothness-step", above=0, example="0.01")
+    check_number(args.lr, "--lr", above=0, example="1e-4")
+    check_number(args.epochs, "--epochs", minimum=0, example="100")
+    check_number(args.polish_iterations, "--polish-iterations", minimum=0, example="0")
+
+
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    train = Database.read(args.database)
-    validation = Database.read(args.validation) if args.validation else None
-    anchors = Database.read(args.anchors) if args.anchors else None
+    _check_flags(args)
+    inputs = [args.model, args.database, args.validation, args.anchors]
+    for path, what in zip(inputs, ("model", "database", "--validation", "--anchors"), strict=True):
+        if path is not None:
+            input_file(path, what)
+    output_file(args.output, inputs=inputs)
+    model = read_model(args.model)
+    train = read_database(args.database, "database")
+    validation = read_database(args.validation, "--validation") if args.validation else None
+    anchors = read_database(args.anchors, "--anchors") if args.anchors else None
+    for db, where in ((train, args.database), (validation, args.validation)):
+        if db is not None and args.property not in db.properties:
+            held = ", ".join(repr(k) for k in db.properties) or "none"
+            raise DataError(f"--property {args.property!r} is not a property of {where}; it "
+                            f"has: {held}")
     recipe = TransferRecipe(
         frozen_layers=tuple(args.freeze), self_energies=args.self_energies, level=args.level,
         anchor_strength=args.anchor_strength, smoothness=args.smoothness,

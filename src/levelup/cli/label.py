@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from ..data import Database
+from ..errors import ConfigError
 from ..qm.label import label_with_report
+from ..qm.levels import forces_mode, parse_level
 from ..qm.settings import LabelSettings
+from .common import check_number, input_file, output_file, read_database, write_database
 
 EXAMPLE = """examples:
   levelup label h2.h5 HF/STO-3G -o h2_hf.h5
@@ -57,13 +60,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-retries", action="store_true", help="do not retry a failed SCF with "
                    "damping/level shift and second-order SCF")
     p.add_argument("--grid-level", type=int, help="DFT grid level 0-9 (default: PySCF's, 3)")
+    p.add_argument("--overwrite", action="store_true", help="replace a property NAME (or "
+                   "forces/NAME) of the input that holds other labels (a property with the same "
+                   "level and settings is reused without it: only its missing values are "
+                   "computed)")
     p.set_defaults(func=run)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    check_number(args.workers, "--workers", minimum=1, example="2")
+    check_number(args.threads, "--threads", minimum=1, example="1")
+    check_number(args.conv_tol, "--conv-tol", above=0, maximum=1e-3, example="1e-9")
+    check_number(args.max_cycle, "--max-cycle", minimum=1, example="100")
+    check_number(args.multiplicity, "--multiplicity", minimum=1, example="2")
+    check_number(args.grid_level, "--grid-level", minimum=0, maximum=9, example="3")
+    if args.cache and not args.no_cache and Path(args.cache).is_dir():
+        raise ConfigError(f"--cache {args.cache} is a folder: give a file, e.g. "
+                          f"{Path(args.cache) / 'labels.sqlite'}")
+
+
+def _check_existing(db, name: str, level: str, mode: str, settings: LabelSettings,
+                    overwrite: bool, where: str) -> None:
+    """Refuse to replace property ``name`` (or forces/``name``) holding other labels than the
+    ones asked for; labels of the same level and settings are reused by the library."""
+    if overwrite:
+        return
+    wanted = {name: None} | ({f"forces/{name}": mode} if mode != "none" else {})
+    for prop, forces in wanted.items():
+        info = db.properties.get(prop)
+        if info is None:
+            continue
+        same = (info.level == level and info.spec.get("settings_key") == settings.result_key()
+                and (forces is None or info.spec.get("forces") == forces))
+        if not same:
+            held = f"level {info.level}" if info.level else "values of no level"
+            raise ConfigError(f"{where} already has a property {prop!r} ({held}, other "
+                              f"settings than asked): pass --overwrite to replace it, or "
+                              f"choose another --name")
+
+
 def run(args: argparse.Namespace) -> int:
-    db = Database.read(args.input)
+    _check_flags(args)
+    cache = None if args.no_cache or not args.cache else args.cache
+    output_file(args.output, inputs=[args.input, cache], database=True)
+    if cache is not None and Path(cache).exists():
+        input_file(cache, "--cache")
+    level = parse_level(args.level)
     settings = LabelSettings(conv_tol=args.conv_tol, max_cycle=args.max_cycle,
                              retries=not args.no_retries, grid_level=args.grid_level)
+    db = read_database(args.input)
+    _check_existing(db, args.name or level.name, level.name, forces_mode(args.forces or False),
+                    settings, args.overwrite, f"input {args.input}")
     client = None
     if args.scheduler:
         try:
@@ -82,10 +129,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
-    if str(args.output).lower().endswith((".h5", ".hdf5")):
-        out.save(args.output)
-    else:
-        out.write(args.output)
+    write_database(out, args.output)
     print(report.summary())
     print(f"wrote {args.output}: {len(out)} molecules, property {report.name!r}"
           + (f" and 'forces/{report.name}'" if args.forces else ""))

@@ -19,8 +19,10 @@ from ..data import Database
 from ..elements import symbol
 from ..errors import ConfigError, DataError
 from ..units import ENERGY
+from .common import input_file, output_file, read_database
 
 COORDINATES = {"distance": 2, "angle": 3, "dihedral": 4}
+MAX_DPI = 2400
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 
 EXAMPLES = {
@@ -56,7 +58,7 @@ def _output(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="figure file: .png, .svg or .pdf; without a suffix, both OUT.png and OUT.svg")
     p.add_argument("--title", help="figure title")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG files (150)")
+    p.add_argument("--dpi", type=float, default=150, help="resolution of PNG files (150)")
 
 
 def _x_option(p: argparse.ArgumentParser) -> None:
@@ -159,17 +161,49 @@ def _coordinate(db: Database, spec: str) -> tuple[np.ndarray, str]:
     return values, f"{what} {kind} ({unit})"
 
 
-def _save(fig: Any, output: str, dpi: int) -> list[Path]:
+def _formats(output: str) -> tuple[str, ...]:
+    """The figure formats ``-o OUT`` names: its suffix, or PNG and SVG without one."""
+    suffix = Path(output).suffix.lower()
+    if suffix in FIGURE_SUFFIXES:
+        return (suffix[1:],)
+    if suffix and suffix[1:].isalpha() and len(suffix) <= 5:
+        raise ConfigError(f"-o {output}: cannot write a {suffix} figure; name the output .png, "
+                          ".svg or .pdf, or give no suffix for both PNG and SVG")
+    return ("png", "svg")
+
+
+def _check(args: argparse.Namespace, inputs: list[str | None]) -> None:
+    """Before any reading or drawing: the inputs are files, --dpi is sensible, and every figure
+    file can be written without replacing an input."""
+    inputs = [path for path in inputs if path is not None]
+    for path in inputs:
+        input_file(path)
+    if not (math.isfinite(args.dpi) and 1 <= args.dpi <= MAX_DPI):
+        raise ConfigError(f"--dpi must be a number of dots per inch from 1 to {MAX_DPI}; got "
+                          f"{args.dpi:g} (for example --dpi 150)")
+    path = Path(args.output)
+    if path.is_dir():
+        raise ConfigError(f"-o {path} is a folder: give a figure file name, e.g. "
+                          f"{path / 'figure.png'}")
+    formats = _formats(args.output)
+    stem = path.with_suffix("") if len(formats) == 1 else path
+    for fmt in formats:
+        output_file(stem.with_name(f"{stem.name}.{fmt}"), inputs=inputs)
+
+
+def _save(fig: Any, output: str, dpi: float) -> list[Path]:
     from ..plot import save_figure
 
-    path = Path(output)
-    suffix = path.suffix.lower()
-    if suffix in FIGURE_SUFFIXES:
-        return save_figure(fig, path, (suffix[1:],), dpi=dpi)
-    if suffix and suffix[1:].isalpha() and len(suffix) <= 5:
-        raise ConfigError(f"cannot write a {suffix} figure; name the output .png, .svg or .pdf, "
-                          "or give no suffix for both PNG and SVG")
-    return save_figure(fig, path, ("png", "svg"), dpi=dpi)
+    return save_figure(fig, Path(output), _formats(output), dpi=dpi)
+
+
+def _points_file(item: str) -> str | None:
+    """The FILE of a --points LABEL=FILE[:PROP] (None when it does not parse: reported later)."""
+    _, sep, target = item.partition("=")
+    target = target.strip()
+    if target and not Path(target).exists() and ":" in target:
+        target = target.rsplit(":", 1)[0]
+    return target if sep and target else None
 
 
 def _report(paths: list[Path]) -> None:
@@ -189,7 +223,8 @@ def _split_pair(text: str, option: str, form: str) -> tuple[str, str]:
 def run_curves(args: argparse.Namespace) -> int:
     from ..plot import energy_curves
 
-    db = Database.read(args.database)
+    _check(args, [args.database, *(_points_file(item) for item in args.points)])
+    db = read_database(args.database)
     x, xlabel = _coordinate(db, args.x)
     curves = {p: _energies(db, p, args.database) for p in args.properties}
     points = {}
@@ -198,7 +233,7 @@ def run_curves(args: argparse.Namespace) -> int:
         path, prop = target, None
         if not Path(target).exists() and ":" in target:
             path, prop = target.rsplit(":", 1)
-        other = Database.read(path)
+        other = read_database(path, "--points")
         if prop is None:
             held = [p for p in args.properties if p in other.properties]
             if not held:
@@ -231,7 +266,8 @@ def _print_stats(reference: np.ndarray, predicted: dict[str, np.ndarray], name: 
 def run_errors(args: argparse.Namespace) -> int:
     from ..plot import error_curves
 
-    db = Database.read(args.database)
+    _check(args, [args.database])
+    db = read_database(args.database)
     x, xlabel = _coordinate(db, args.x)
     reference = _energies(db, args.reference, args.database)
     predicted = {p: _energies(db, p, args.database) for p in args.predicted}
@@ -253,7 +289,8 @@ def run_errors(args: argparse.Namespace) -> int:
 def run_parity(args: argparse.Namespace) -> int:
     from ..plot import parity
 
-    db = Database.read(args.database)
+    _check(args, [args.database])
+    db = read_database(args.database)
     reference = _energies(db, args.reference, args.database)
     predicted = {p: _energies(db, p, args.database) for p in args.predicted}
     fig = parity(reference, predicted, unit=args.unit, reference_label=args.reference,
@@ -264,11 +301,11 @@ def run_parity(args: argparse.Namespace) -> int:
 
 
 def _read_history(path: str) -> dict[str, Any]:
-    text = Path(path).read_text()  # OSError: reported by main as one line
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not a training history (JSON): {exc}") from None
+        data = json.loads(input_file(path, "history").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not a training history (JSON written by levelup train or "
+                        f"History.save): {exc}"[:300]) from None
     if not isinstance(data, dict) or "train_rmse" not in data:
         raise DataError(f"{path} is not a training history: it lacks 'train_rmse' (write one with "
                         "levelup train or History.save)")
@@ -282,6 +319,7 @@ def _read_history(path: str) -> dict[str, Any]:
 def run_history(args: argparse.Namespace) -> int:
     from ..plot import learning_curves
 
+    _check(args, args.histories)
     labels = args.labels or [Path(p).name.removesuffix(".json") for p in args.histories]
     if len(labels) != len(args.histories):
         raise ConfigError(f"--labels gives {len(labels)} labels for {len(args.histories)} histories; "

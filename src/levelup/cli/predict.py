@@ -9,14 +9,13 @@ an ensemble the standard deviation over members under NAME_std. OUTPUT is a leve
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
-from ..data import Database
-from ..errors import DataError
-from ..modelfile import load_model
+from ..errors import ConfigError, DataError
+from ..model import Ensemble
 from ..units import ENERGY, FORCE, HARTREE_TO_KCALMOL
+from .common import new_property, output_file, read_database, read_model, write_database
 
 EXAMPLE = """examples:
   levelup predict h2.pt h2.h5 -o predicted.h5
@@ -39,12 +38,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="print the RMSE and MAE (kcal/mol) against this energy property")
     p.add_argument("--batch-size", type=int, default=1024, help="molecules per batch (1024)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace properties NAME, "
+                   "NAME_forces, NAME_std that the input already has")
     p.set_defaults(func=run)
 
 
+def _written_names(args: argparse.Namespace, ensemble: bool) -> list[str]:
+    return [args.name] + ([f"{args.name}_forces"] if args.forces else []) + (
+        [f"{args.name}_std"] if ensemble else [])
+
+
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    db = Database.read(args.input)
+    output_file(args.output, inputs=[args.model, args.input], database=True)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1 molecule; got {args.batch_size}")
+    model = read_model(args.model)
+    db = read_database(args.input)
+    for name in _written_names(args, isinstance(model, Ensemble)):
+        new_property(db.properties, name, args.overwrite, where=f"input {args.input}")
     reference = db.get(args.compare) if args.compare else None
     pred = model.predict(db, forces=args.forces, batch_size=args.batch_size, device=args.device,
                          progress=not getattr(args, "quiet", False))
@@ -54,11 +65,8 @@ def run(args: argparse.Namespace) -> int:
         db.set(f"{args.name}_forces", pred.forces, unit=FORCE, spec=spec)
     if pred.energies_std is not None:
         db.set(f"{args.name}_std", pred.energies_std, unit=ENERGY, spec=spec)
-    out = Path(args.output)
-    if out.suffix.lower() in (".h5", ".hdf5"):
-        db.save(out)
-    else:
-        db.write(out)
+    out = args.output
+    write_database(db, out)
     print(f"{out}: {len(db)} molecules, property {args.name!r} (Hartree)"
           + (f" and {args.name + '_forces'!r} (Hartree/Angstrom)" if args.forces else ""))
     if reference is not None:

@@ -11,6 +11,7 @@ import argparse
 
 from ..errors import LevelupError
 from ..pretrained import MODELS, ensemble_from_files, fetch, read_files
+from .common import output_file
 
 EXAMPLE = """examples:
   levelup pretrained ani-1x -o ani-1x.pt
@@ -41,9 +42,10 @@ def run(args: argparse.Namespace) -> int:
             raise LevelupError("--download-only takes neither --from nor --output")
         print(fetch(args.name, progress=progress))
         return 0
+    output = args.output or f"{args.name}.pt"
+    output_file(output, inputs=[args.source])
     files = read_files(args.name, args.source, progress=progress)
     ensemble = ensemble_from_files(files)
-    output = args.output or f"{args.name}.pt"
     ensemble.save(output, metadata={
         "name": model.name,
         "level": model.level,

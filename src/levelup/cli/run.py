@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+
+from ..errors import ConfigError
+from .common import input_file, output_folder, read_database
 
 EXAMPLE = """examples:
   levelup run examples/h2_tutorial.toml
@@ -55,10 +59,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_study(study, out: str | None, cache: str | None) -> None:
+    """What --check adds to reading the file, and every run does before any work: the levels
+    parse (PySCF knows the method and the basis), every file the study names exists, and the run
+    folder can be written."""
+    from ..qm.levels import check_level, parse_level
+
+    g = study.geometries
+    levels = [parse_level(lv) for lv in (study.levels.low, study.levels.high, g.hessian_level)
+              if lv is not None]
+    named = {"[geometries] structure": g.structure, "[geometries] path": g.path,
+             "[geometries] hessian_model": g.hessian_model}
+    for what, path in named.items():
+        if path is not None:
+            input_file(path, what)
+    molecules = g.structure or g.path
+    elements = read_database(molecules).elements if molecules is not None else [1]
+    for level in levels:
+        check_level(level, elements)  # a basis that lacks an element
+    for what, path in (("[levels] cache", study.levels.cache), ("--cache", cache)):
+        if path is not None and Path(path).is_dir():
+            raise ConfigError(f"{what} {path} is a folder: give a file, e.g. "
+                              f"{Path(path) / 'labels.sqlite'}")
+    output_folder(out if out is not None else study.output.folder,
+                  "--out" if out is not None else "[output] folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..studyfile import read_study
 
-    study = read_study(args.study)
+    study = read_study(input_file(args.study, "study file"))
+    check_study(study, args.out, args.cache)
     if args.check:
         print(f"{args.study}: OK: {study.title!r}; geometries {study.geometries.source}, "
               f"{study.levels.low} -> {study.levels.high}, selection {study.selection.method}, "
