@@ -187,6 +187,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-study-folder", ["run", "{dir}", "--check"], "is a folder"),
     ("run-out-read-only", ["run", "{study}", "--out", "{ro_dir}/run"], "not writable"),
     ("run-out-is-file", ["run", "{study}", "--out", "{db}"], "not a folder"),
+    ("label-charge-impossible", ["label", "{xyz}", "HF/STO-3G", "-o", "{new}/l.h5", "--charge",
+                                 "4", "--no-cache"], "impossible"),
+    ("label-multiplicity-parity", ["label", "{xyz}", "HF/STO-3G", "-o", "{new}/l.h5",
+                                   "--multiplicity", "2", "--no-cache"], "only multiplicity 1 or 3"),
     # ---- train
     ("train-o-is-input", ["train", "{db}", "-o", "{db}", "--property", "HF/STO-3G"],
      "also an input"),

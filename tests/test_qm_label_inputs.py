@@ -11,10 +11,10 @@ import pytest
 
 from levelup import Database
 from levelup.cli.main import main
+from levelup.data.validate import check_electrons, electron_problem
 from levelup.errors import DataError
 from levelup.qm import label, label_with_report
 from levelup.qm.executors import SerialExecutor, available_cores, make_executor
-from levelup.qm.levels import check_electrons, electron_problem
 from levelup.studies.h2 import h2_scan
 
 

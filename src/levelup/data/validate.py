@@ -6,6 +6,7 @@ import numpy as np
 
 from ..elements import MAX_Z
 from ..errors import DataError
+from .molecule import hill_formula
 
 #: Two atoms closer than this (Angstrom) are almost certainly a unit or input mistake.
 MIN_DISTANCE = 0.1
@@ -92,16 +93,51 @@ def check_charges(species: np.ndarray, charges: np.ndarray, multiplicities: np.n
     if (multiplicities < 1).any():
         i = int(np.argmax(multiplicities < 1))
         raise DataError(f"molecule {i}: multiplicity {multiplicities[i]} is not 2S+1 >= 1")
+    check_electrons(species, charges, multiplicities)
+
+
+def check_electrons(species: np.ndarray, charges: np.ndarray, multiplicities: np.ndarray) -> None:
+    """Raise DataError unless each molecule's charge leaves it a number of electrons >= 0 that
+    its multiplicity 2S+1 fits (same parity as the electrons, at most electrons + 1).
+
+    Args:
+        species: (molecules, atoms) atomic numbers, 0 for padding.
+        charges, multiplicities: (molecules,) total charge (elementary charges) and 2S+1.
+    """
+    species = np.asarray(species)
+    charges = np.asarray(charges).astype(int)
+    mults = np.asarray(multiplicities).astype(int)
     electrons = species.sum(axis=1) - charges
-    unpaired = multiplicities - 1
-    bad = (electrons < 0) | (unpaired > electrons) | ((electrons - unpaired) % 2 != 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise DataError(
-            f"molecule {i}: charge {charges[i]} and multiplicity {multiplicities[i]} are "
-            f"impossible with {electrons[i]} electrons; an even number of electrons needs an "
-            "odd multiplicity (1, 3, ...) and an odd number an even one (2, 4, ...)"
-        )
+    bad = ((electrons < 0) | (mults < 1) | (mults - 1 > electrons)
+           | ((electrons - mults + 1) % 2 != 0))
+    if not bad.any():
+        return
+    i = int(np.argmax(bad))
+    row = species[i][species[i] > 0]
+    what = f"molecule {i} ({hill_formula(row)}, {int(row.sum())} protons)"
+    raise DataError(f"{what}: " + electron_problem(int(row.sum()), int(charges[i]), int(mults[i])))
+
+
+def electron_problem(protons: int, charge: int, multiplicity: int) -> str:
+    """Why ``charge`` and ``multiplicity`` are impossible for ``protons`` protons, and what is
+    possible ("" when they are fine)."""
+    electrons = protons - charge
+    if electrons < 0:
+        return (f"charge {charge} is impossible: it would leave {electrons} electrons; the "
+                f"charge can be at most +{protons} (no electrons left); give a smaller charge")
+    allowed = list(range(electrons % 2 + 1, electrons + 2, 2))
+    if multiplicity in allowed:
+        return ""
+    if len(allowed) <= 3:
+        possible = " or ".join(map(str, allowed))
+    else:
+        possible = f"{allowed[0]}, {allowed[1]}, {allowed[2]}, ... up to {allowed[-1]}"
+    parity = "an odd" if electrons % 2 else "an even"
+    plural = "s" if electrons != 1 else ""
+    return (f"multiplicity {multiplicity} is impossible with charge {charge}: that leaves "
+            f"{electrons} electron{plural} ({parity} number), which allow{'s' if not plural else ''} "
+            f"only multiplicity {possible}; use {'that' if len(allowed) == 1 else 'one of those'} "
+            "or another charge")
 
 
 def check_property(name: str, values: np.ndarray, species: np.ndarray) -> np.ndarray:

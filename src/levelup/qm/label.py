@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from ..data import Database
+from ..data.validate import check_electrons
 from ..errors import DataError
 from ..units import ENERGY, FORCE
 from .cache import open_cache
 from .executors import cap_workers
-from .levels import Level, check_electrons, check_level, forces_mode, parse_level
+from .levels import Level, check_level, forces_mode, parse_level
 from .run import Run
 from .settings import LabelSettings
 

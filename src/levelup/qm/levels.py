@@ -16,10 +16,8 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..elements import atomic_number, symbol
-from ..errors import DataError, LevelOfTheoryError
+from ..errors import LevelOfTheoryError
 
 #: Wave-function methods: canonical spelling -> family.
 WAVEFUNCTION_METHODS = {
@@ -276,49 +274,3 @@ def forces_mode(forces: bool | str | None) -> str:
         f"forces must be False, True (analytic), 'analytic' or 'numerical' (finite differences); "
         f"got {forces!r}"
     )
-
-
-def check_electrons(species: np.ndarray, charges: np.ndarray, multiplicities: np.ndarray) -> None:
-    """Raise DataError unless each molecule's charge leaves it a number of electrons >= 0 that
-    its multiplicity 2S+1 fits (same parity as the electrons, at most electrons + 1).
-
-    Args:
-        species: (molecules, atoms) atomic numbers, 0 for padding.
-        charges, multiplicities: (molecules,) total charge (elementary charges) and 2S+1.
-    """
-    species = np.asarray(species)
-    charges = np.asarray(charges).astype(int)
-    mults = np.asarray(multiplicities).astype(int)
-    electrons = species.sum(axis=1) - charges
-    bad = ((electrons < 0) | (mults < 1) | (mults - 1 > electrons)
-           | ((electrons - mults + 1) % 2 != 0))
-    if not bad.any():
-        return
-    i = int(np.argmax(bad))
-    from ..data.molecule import hill_formula
-
-    row = species[i][species[i] > 0]
-    what = f"molecule {i} ({hill_formula(row)}, {int(row.sum())} protons)"
-    raise DataError(f"{what}: " + electron_problem(int(row.sum()), int(charges[i]), int(mults[i])))
-
-
-def electron_problem(protons: int, charge: int, multiplicity: int) -> str:
-    """Why ``charge`` and ``multiplicity`` are impossible for ``protons`` protons, and what is
-    possible ("" when they are fine)."""
-    electrons = protons - charge
-    if electrons < 0:
-        return (f"charge {charge} is impossible: it would leave {electrons} electrons; the "
-                f"charge can be at most +{protons} (no electrons left); give a smaller charge")
-    allowed = list(range(electrons % 2 + 1, electrons + 2, 2))
-    if multiplicity in allowed:
-        return ""
-    if len(allowed) <= 3:
-        possible = " or ".join(map(str, allowed))
-    else:
-        possible = f"{allowed[0]}, {allowed[1]}, {allowed[2]}, ... up to {allowed[-1]}"
-    parity = "an odd" if electrons % 2 else "an even"
-    plural = "s" if electrons != 1 else ""
-    return (f"multiplicity {multiplicity} is impossible with charge {charge}: that leaves "
-            f"{electrons} electron{plural} ({parity} number), which allow{'s' if not plural else ''} "
-            f"only multiplicity {possible}; use {'that' if len(allowed) == 1 else 'one of those'} "
-            "or another charge")
