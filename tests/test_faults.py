@@ -72,6 +72,20 @@ def test_disk_full_while_writing_leaves_the_old_output_and_says_so(tmp_path):
     assert _stray_temporaries(tmp_path) == []
 
 
+def test_disk_full_while_exporting_torchscript(tmp_path):
+    """`levelup export` (TorchScript is written by torch, whose own write errors are not OSErrors)
+    under the same limit: one line naming the output, exit 1, nothing created."""
+    model = tmp_path / "model.pt"
+    levelup.ANIModel(["H"], seed=0).save(model)
+    out = tmp_path / "model.ts"
+    proc = subprocess.run([*CLI, "-q", "export", str(model), "-o", str(out)], capture_output=True,
+                          text=True, timeout=120, env=_env(), preexec_fn=_limit_file_size(20_000))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"levelup: error: cannot write {out}: File too large"), lines[0]
+    assert not out.exists() and _stray_temporaries(tmp_path) == []
+
+
 def test_no_space_left_on_device_in_process(tmp_path, monkeypatch):
     """ENOSPC from the final sync of an atomic save: OutputError (an OSError too) naming the
     target, the old file intact, the temporary file removed."""

@@ -20,6 +20,7 @@ of terms), scripted rather than traced so that any molecule size works.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -315,9 +316,12 @@ def export_torchscript(model: ANIModel | Ensemble, path: str | os.PathLike,
         text = json.dumps(info, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"metadata must be JSON-ready: {exc}") from None
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    buffer = io.BytesIO()  # written with plain I/O below: a full disk is an OutputError
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # see script_model
-        torch.jit.save(scripted, str(tmp), _extra_files={EXTRA_FILE: text})
+        torch.jit.save(scripted, buffer, _extra_files={EXTRA_FILE: text})
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 #: Largest levelup.json record read from an export (bytes); levelup writes a few kB.
