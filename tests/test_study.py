@@ -95,7 +95,9 @@ def test_first_run_trains_every_step_and_writes_the_run_folder(first_run):
         entry = manifest["steps"][step]
         assert entry["status"] == "done" and entry["key"] == result.steps[step].key
         assert (run / entry["file"]).is_file()
-        assert entry["file"] == f"models/{step}-{entry['key'][:16]}.pt"
+        suffix = ".npz" if step == "delta" else ".pt"  # the kernel delta: a plain npz
+        assert entry["file"] == f"models/{step}-{entry['key'][:16]}{suffix}"
+    assert "kernel ridge regression" in (run / "report.md").read_text()
 
 
 def test_second_run_reuses_every_step_with_identical_metrics(first_run, tmp_path):
@@ -134,14 +136,26 @@ def test_changing_pretraining_retrains_the_models_built_on_it(first_run, tmp_pat
     assert again.reused == ["labels", "scratch"]
 
 
+def test_switching_the_delta_method_refits_only_the_delta_model(first_run, tmp_path):
+    before = first_run[1].metrics["models"]
+    neural = SMALL.replace("[output]", '[delta]\nmethod = "neural"\nmax_epochs = 5\n[output]')
+    again = rerun(first_run, tmp_path, neural)
+    assert again.done == ["delta", "outputs"]
+    assert again.steps["delta"].file.suffix == ".pt"
+    assert again.metrics["models"]["delta"] != before["delta"]
+    assert "an ANI network" in (tmp_path / "run" / "report.md").read_text()
+    back = run_study(write_study(tmp_path), progress=False)  # the kernel model is still there
+    assert back.reused == STEPS[:-1] and back.metrics["models"]["delta"] == before["delta"]
+
+
 def test_a_killed_run_keeps_the_models_it_finished(tmp_path, monkeypatch):
-    import levelup.delta
+    import levelup.kerneldelta
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
     path = write_study(tmp_path)
-    monkeypatch.setattr(levelup.delta, "fit_delta", killed)
+    monkeypatch.setattr(levelup.kerneldelta, "fit_kernel_delta", killed)
     with pytest.raises(KeyboardInterrupt):
         run_study(path, progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -180,9 +194,11 @@ def test_delta_on_low_level_labels(tmp_path):
             .replace("[output]", '[delta]\nbase = "labels"\n[output]'))
     result = run_study(write_study(tmp_path, text), progress=False)
     assert list(result.steps) == ["labels", "pretrained", "delta", "outputs"]
-    # low-level QM plus a correction fitted on 6 points: exact-ish there, and better than HF
+    # low-level QM plus a kernel correction fitted on the 9 selected points (0.5-2.9 Angstrom,
+    # every 0.3): the scan is smooth and the points cover it, so the correction removes nearly
+    # all of HF's error (tens of kcal/mol)
     models = result.metrics["models"]
-    assert models["delta"]["rmse_all_kcalmol"] < models["HF/STO-3G itself"]["rmse_all_kcalmol"]
+    assert models["delta"]["rmse_all_kcalmol"] < 0.05 * models["HF/STO-3G itself"]["rmse_all_kcalmol"]
 
 
 def test_file_and_distortion_sources(tmp_path):
@@ -266,6 +282,11 @@ def test_the_shipped_example_reads_as_the_tutorial_study():
 
     assert study.transfer == TransferRecipe(seed=0)
     assert study.pretrain == TrainConfig(seed=0) == study.scratch == study.delta
+    assert study.delta_method == "kernel" and study.delta_base == "model"
+    neural = parse_study({**BASE, "train": {"max_epochs": 7},
+                          "delta": {"method": "neural", "base": "labels", "batch_size": 4}})
+    assert neural.delta_method == "neural" and neural.delta_base == "labels"
+    assert neural.delta == TrainConfig(seed=0, max_epochs=7, batch_size=4)
 
 
 BASE = {"geometries": {"source": "h2_tutorial"}, "levels": {"low": "HF/STO-3G", "high": "CISD/cc-pVDZ"},
@@ -278,6 +299,7 @@ BASE = {"geometries": {"source": "h2_tutorial"}, "levels": {"low": "HF/STO-3G", 
     ({"train": {"epochs": 5}}, "[train]", "max_epochs"),
     ({"pretrain": {"checkpoint": "x.ckpt"}}, "[pretrain]", "learning_rate"),
     ({"delta": {"bas": "model"}}, "[delta]", "base"),
+    ({"delta": {"metod": "kernel"}}, "[delta]", "method"),
     ({"levels": {"low": "HF/STO-3G", "high": "x", "worker": 2}}, "[levels]", "workers"),
     ({"selection": {"method": "every", "step": 4, "count": 3}}, "[selection]", "offset"),
     ({"geometries": {"source": "scan", "structure": "a.xyz", "bond": [0, 1], "from": 1, "to": 2,
@@ -299,6 +321,9 @@ def test_unknown_keys_are_errors_listing_the_valid_ones(change, where, valid):
     ({"seed": "zero"}, "seed must be an integer"),
     ({"train": {"learning_rate": -1.0}}, r"\[pretrain\] \(with \[train\]\): learning_rate"),
     ({"transfer": {"self_energies": "guess"}}, "self_energies must be"),
+    ({"delta": {"method": "gp"}}, r"method must be one of \['kernel', 'neural'\]"),
+    ({"delta": {"max_epochs": 10}}, "method = 'kernel' .* set method = 'neural'"),
+    ({"delta": {"method": "neural", "max_epochs": 0}}, r"\[delta\] \(with \[train\]\)"),
     ({"transfer": {"frozen_layers": 0}}, "frozen_layers must be a list"),
     ({"output": {"regions": {"bound": [2.5, 0.5]}}}, "lo <= hi"),
     ({"geometries": {"source": "file", "path": "x.xyz"}, "output": {"regions": {"b": [0, 1]}}},

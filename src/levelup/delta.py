@@ -1,11 +1,17 @@
 """Delta-learning: a model of (high level - low level), added to a low-level model's prediction
 (or to low-level quantum chemistry where that is cheap).
 
-The baseline every transfer-learning study compares against (Ramakrishnan et al. 2015)::
+The baseline every transfer-learning study compares against (Ramakrishnan et al. 2015). Two
+corrections: kernel ridge regression on inverse distances (:mod:`levelup.kerneldelta`, the
+study's default: it fits a dozen points to within a fraction of a kcal/mol) and a neural network
+of the model's architecture (here)::
 
     correction = ANIModel(["H"], seed=0)
-    delta = fit_delta(ani_hf, correction, few, validation, high="CISD/cc-pVDZ")
+    delta, history = fit_delta(ani_hf, correction, few, validation, high="CISD/cc-pVDZ")
     delta.predict(db).energies          # ani_hf(x) + correction(x), Hartree
+
+    from levelup.kerneldelta import fit_kernel_delta
+    delta = fit_kernel_delta(ani_hf, few, validation, high="CISD/cc-pVDZ")
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ class DeltaModel:
     Args:
         base: the low-level model (ANIModel/Ensemble), or None when the low level is a property
             of the database being predicted (``low``, Hartree; forces from ``forces/<low>``).
-        correction: the model of high minus low level.
+        correction: the model of high minus low level: anything with ``predict(db, forces=...)
+            -> Prediction`` (an ANIModel, or a :class:`~levelup.kerneldelta.KernelCorrection`).
         low: name of the low-level energy property used when ``base`` is None.
     """
 
@@ -52,6 +59,14 @@ class DeltaModel:
         return Prediction(energies=low_e + corr.energies, forces=total_f)
 
 
+def delta_target(db: Database, base: Any, high: str, low: str | None) -> np.ndarray:
+    """(N,) high minus low level energies of ``db``, Hartree: the low level is ``base``'s
+    prediction, or property ``low`` when ``base`` is None."""
+    lower = (base.predict(db).energies if base is not None
+             else np.asarray(db.get(low, unit=ENERGY)))
+    return np.asarray(db.get(high, unit=ENERGY)) - lower
+
+
 def fit_delta(base: Any, correction: Any, train: Database, validation: Database | None = None,
               *, high: str, low: str | None = None, config: TrainConfig | None = None,
               progress: bool = True) -> tuple[DeltaModel, History]:
@@ -64,9 +79,7 @@ def fit_delta(base: Any, correction: Any, train: Database, validation: Database 
 
     def with_target(db: Database) -> Database:
         out = db.copy()
-        lower = (base.predict(db).energies if base is not None
-                 else np.asarray(db.get(low, unit=ENERGY)))
-        out.set("delta-target", np.asarray(db.get(high, unit=ENERGY)) - lower)
+        out.set("delta-target", delta_target(db, base, high, low))
         return out
 
     history = fit(correction, with_target(train),

@@ -18,11 +18,13 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
     method = "tutorial"                       # | "every" | "random" | "indices"
 
     [model]                                   # the ANI architecture (default ANI-1x networks)
-    [train]                                   # TrainConfig keys shared by pretrain, scratch, delta
+    [train]                                   # TrainConfig keys shared by pretrain, scratch and
+                                              # the neural delta
     [pretrain]                                # TrainConfig keys of the pre-training only
     [transfer]                                # TransferRecipe keys, and anchors
     [scratch]                                 # TrainConfig keys of the scratch baseline
-    [delta]                                   # TrainConfig keys of the delta model, and base
+    [delta]                                   # method ("kernel" | "neural"), base, and for
+                                              # "neural" the TrainConfig keys of its network
     [output]                                  # folder, plots, formats, coordinate, regions, ylim
 
 Relative paths in the file (structures, databases, the label cache, the output folder) are
@@ -47,6 +49,9 @@ from .train import TrainConfig
 
 #: The comparisons a study can make besides the pre-trained model.
 COMPARISONS = ("transfer", "scratch", "delta")
+#: How the delta comparison models high minus low level: "kernel" (levelup.kerneldelta, kernel
+#: ridge regression on inverse distances, the default) or "neural" (an ANI network, fit_delta).
+DELTA_METHODS = ("kernel", "neural")
 #: Figures a study can draw; the first two need a scan coordinate.
 PLOTS = ("energy_curves", "errors", "parity", "learning_curves")
 #: Geometry sources and the keys each takes (besides ``source``).
@@ -182,9 +187,11 @@ class Study:
     transfer: TransferRecipe
     anchors: str  # ForceAnchor geometries of the transfer: "all" (every geometry) or "high"
     scratch: TrainConfig
-    delta: TrainConfig
+    delta: TrainConfig  # the neural delta's training (delta_method = "neural")
     delta_base: str  # what the delta correction is added to: "model" (the pre-trained model)
     #                  or "labels" (low-level quantum chemistry)
+    delta_method: str  # "kernel" (kernel ridge regression, the default) or "neural" (an ANI
+    #                    network trained with fit_delta): DELTA_METHODS
     output: Output
     source: Path | None = None  # the study file
     text: str = field(default="", repr=False)  # the study file as read
@@ -232,11 +239,7 @@ def parse_study(data: Mapping[str, Any], *, base: str | os.PathLike = ".",
     train = _table(data, "train")
     _check_keys(train, TRAIN_KEYS, "[train]")
     transfer, anchors = _transfer(_table(data, "transfer"), seed)
-    delta_table = dict(_table(data, "delta"))
-    delta_base = delta_table.pop("base", "model")
-    if delta_base not in ("model", "labels"):
-        raise ConfigError(f"[delta] base must be 'model' (the pre-trained model) or 'labels' "
-                          f"(low-level quantum chemistry); got {delta_base!r}")
+    delta_table, delta_base, delta_method = _delta(_table(data, "delta"))
     return Study(
         title=title, seed=seed, compare=compare, geometries=geometries,
         levels=_levels(_table(data, "levels"), base),
@@ -245,8 +248,8 @@ def parse_study(data: Mapping[str, Any], *, base: str | os.PathLike = ".",
         pretrain=_train_config(train, _table(data, "pretrain"), "[pretrain]", seed),
         transfer=transfer, anchors=anchors,
         scratch=_train_config(train, _table(data, "scratch"), "[scratch]", seed),
-        delta=_train_config(train, delta_table, "[delta]", seed, extra=("base",)),
-        delta_base=delta_base,
+        delta=_train_config(train, delta_table, "[delta]", seed),
+        delta_base=delta_base, delta_method=delta_method,
         output=_output(_table(data, "output"), base, name, geometries),
     )
 
@@ -376,6 +379,24 @@ def _train_config(shared: Mapping[str, Any], table: Mapping[str, Any], where: st
         return TrainConfig.from_dict({"seed": seed, **shared, **table})
     except ConfigError as exc:
         raise ConfigError(f"{where} (with [train]): {exc}") from None
+
+
+def _delta(table: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
+    """([delta]'s TrainConfig keys, base, method)."""
+    _check_keys(table, ("method", "base", *TRAIN_KEYS), "[delta]")
+    rest = dict(table)
+    base, method = rest.pop("base", "model"), rest.pop("method", "kernel")
+    if base not in ("model", "labels"):
+        raise ConfigError(f"[delta] base must be 'model' (the pre-trained model) or 'labels' "
+                          f"(low-level quantum chemistry); got {base!r}")
+    if method not in DELTA_METHODS:
+        raise ConfigError(f"[delta] method must be one of {list(DELTA_METHODS)} ('kernel': kernel "
+                          f"ridge regression, 'neural': an ANI network); got {method!r}")
+    if method == "kernel" and rest:
+        raise ConfigError(f"[delta] {', '.join(sorted(rest))}: training settings of the neural "
+                          f"delta model, but method = 'kernel' (the default) chooses its settings "
+                          f"by cross-validation; set method = 'neural' or remove them")
+    return rest, base, method
 
 
 def _transfer(table: Mapping[str, Any], seed: int) -> tuple[TransferRecipe, str]:
@@ -518,5 +539,5 @@ def _path(value: Any, base: Path, name: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-__all__ = ["COMPARISONS", "PLOTS", "Geometries", "Levels", "ModelSettings", "Output", "Selection",
-           "Study", "parse_study", "read_study"]
+__all__ = ["COMPARISONS", "DELTA_METHODS", "PLOTS", "Geometries", "Levels", "ModelSettings", "Output",
+           "Selection", "Study", "parse_study", "read_study"]

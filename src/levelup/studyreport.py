@@ -35,7 +35,7 @@ def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.nda
         "models": run.checksums, "output": output,
         "title": study.title, "seed": study.seed, "compare": study.compare,
         "recipe": dataclasses.asdict(study.transfer), "anchors": study.anchors,
-        "delta_base": study.delta_base})
+        "delta_base": study.delta_base, "delta_method": study.delta_method})
     metrics_file, report_file, copy = (folder / "metrics.json", folder / "report.md",
                                        folder / "study.toml")
     if study.text and not (copy.is_file() and copy.read_text(encoding="utf-8") == study.text):
@@ -109,9 +109,8 @@ def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -
     if "parity" in plots and tuned and known.any():
         figures["parity"] = plot.parity(high_e[known], {k: v[known] for k, v in tuned.items()},
                                         reference_label=high)
-    if "learning_curves" in plots:
-        figures["learning_curves"] = plot.learning_curves(
-            {("pre-training" if k == "pretrained" else k): run.history(k) for k in predictions})
+    if "learning_curves" in plots:  # the kernel delta has no history
+        figures["learning_curves"] = plot.learning_curves(_histories(run, predictions))
 
     described = {name: (f"all {len(db)} geometries" if not (math.isfinite(lo) or math.isfinite(hi))
                         else f"{lo:g} <= {xlabel or 'coordinate'} <= {hi:g}")
@@ -129,6 +128,12 @@ def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -
                "steps": {k: s.key[:16] for k, s in run.steps.items()}})
 
 
+def _histories(run: Any, names: Any) -> dict[str, Any]:
+    """Training histories of the models ``names`` that have one, by their figure label."""
+    histories = {("pre-training" if k == "pretrained" else k): run.history(k) for k in names}
+    return {k: h for k, h in histories.items() if h is not None}
+
+
 def _notes(run: Any) -> list[str]:
     study = run.study
     low, high = run.names
@@ -142,11 +147,28 @@ def _notes(run: Any) -> list[str]:
     if "scratch" in study.compare:
         notes.append("scratch: the same architecture trained on the high-level points only.")
     if "delta" in study.compare:
-        base = "the pre-trained model" if study.delta_base == "model" else f"{low} itself"
-        notes.append(f"delta: a model of {high} minus {base}, added to {base}.")
+        notes.append(_delta_note(run))
     notes.append("Models are kept in models/ under a hash of what determines them; "
                  "manifest.json says which were reused by the last run.")
     return notes
+
+
+def _delta_note(run: Any) -> str:
+    study = run.study
+    low, high = run.names
+    base = "the pre-trained model" if study.delta_base == "model" else f"{low} itself"
+    if study.delta_method == "neural":
+        return f"delta: an ANI network of {high} minus {base}, added to {base}."
+    model = run.model("delta")
+    chosen, info = model.chosen, model.info
+    pooled = " (the validation points pooled with the training points)" if info.get(
+        "pooled_validation") else ""
+    return (f"delta: kernel ridge regression (levelup.kerneldelta) of {high} minus {base} on "
+            f"inverse interatomic distances, added to {base}; fitted on {info.get('points')} "
+            f"high-level points{pooled}; "
+            f"{chosen['kind']} kernel, alpha {chosen['alpha']:g}, length scale "
+            f"{chosen['length_scale']:g} chosen by {info.get('cv')} cross-validation "
+            f"(RMSE {model.cv_rmse_kcalmol:.2f} kcal/mol).")
 
 
 __all__ = ["write_outputs"]

@@ -8,7 +8,8 @@ Steps, in order, each skipped when what it would make is already in the run fold
     transfer    the pre-trained model fine-tuned on the high-level points (TransferRecipe)
     scratch     the same architecture trained on the high-level points only
     delta       a model of high minus low level, added to the pre-trained model (or to the
-                low-level labels)
+                low-level labels): kernel ridge regression (default; stored as .npz, fitted in
+                seconds) or an ANI network (``[delta] method = "neural"``)
     outputs     predictions, metrics.json, figures and report.md
 
 Models are stored by :class:`~levelup.stepcache.StepCache` under a content hash of what
@@ -36,7 +37,7 @@ import numpy as np
 from . import __version__
 from .atomic import write_bytes_atomic
 from .data import Database
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ModelFileError
 from .stepcache import StepCache, content_key
 from .studyfile import Geometries, Selection, Study, read_study
 
@@ -280,6 +281,37 @@ class _Run:
                    f"trained in {seconds:.1f} s ({len(history.epoch)} epochs) -> "
                    f"{self._relative(path)}")
 
+    def kernel_step(self, name: str, parts: dict[str, Any], fit: Callable[[], Any],
+                    metadata: dict[str, Any]) -> None:
+        """Reuse the kernel model (``models/<name>-<key>.npz``) whose key matches ``parts``, or
+        ``fit()`` a :class:`~levelup.kerneldelta.KernelCorrection` and store it. No history:
+        nothing is trained by epochs."""
+        from .kerneldelta import load_kernel_delta
+
+        start = time.perf_counter()
+        key = content_key({"step": name, "method": "kernel", "levelup": __version__, **parts})
+        path = self.store.models / f"{name}-{key[:16]}.npz"
+        try:
+            found = load_kernel_delta(path) if path.is_file() else None
+        except ModelFileError:
+            found = None  # unreadable: fitted again
+        if found is not None and found.info["metadata"].get("study_key") == key:
+            self.models[name], self.checksums[name] = found, found.checksum()
+            self.seconds[name] = found.info["metadata"].get("training_seconds")
+            self._done(name, key, "reused", start, path, f"reused ({self._relative(path)})")
+            return
+        model = fit()
+        seconds = round(time.perf_counter() - start, 2)
+        model.save(path, metadata={**metadata, "study_step": name, "study_key": key,
+                                   "training_seconds": seconds})
+        self.models[name], self.checksums[name], self.seconds[name] = model, model.checksum(), seconds
+        chosen = model.chosen
+        self._done(name, key, "done", start, path,
+                   f"kernel ridge regression fitted in {seconds:.1f} s ({chosen['kind']}, alpha "
+                   f"{chosen['alpha']:g}, length scale {chosen['length_scale']:g}; "
+                   f"cross-validated RMSE {model.cv_rmse_kcalmol:.2f} kcal/mol) -> "
+                   f"{self._relative(path)}")
+
     def model(self, name: str) -> Any:
         """The model of step ``name`` (loaded from its file when it was reused)."""
         if name not in self.models:
@@ -289,8 +321,13 @@ class _Run:
         return self.models[name]
 
     def history(self, name: str) -> Any:
+        """The training History of step ``name``; None for a model not trained by epochs (the
+        kernel delta)."""
         from .train import History
 
+        file = self.steps[name].file
+        if file is not None and file.suffix == ".npz":
+            return None
         return History.load(self.store.history_file(name, self.steps[name].key))
 
 
@@ -402,28 +439,48 @@ def _execute(run: _Run) -> StudyResult:
                        scratch, {"level": high})
 
     if "delta" in study.compare:
-        on_model = study.delta_base == "model"
-
-        def delta() -> tuple[Any, Any]:
-            from .delta import fit_delta
-
-            combined, history = fit_delta(run.model("pretrained") if on_model else None,
-                                          new_model(study.seed + 2), train, val, high=high,
-                                          low=None if on_model else low, config=study.delta,
-                                          progress=run.progress)
-            return combined.correction, history
-
-        base = {"base": run.checksums["pretrained"]} if on_model else {
-            "base": "labels", **_prefixed("base.train", _set_arrays(train, low)),
-            **(_prefixed("base.validation", _set_arrays(val, low)) if val is not None else {})}
-        run.model_step("delta", {**high_sets, "arch": arch, "init_seed": study.seed + 2,
-                                 "config": study.delta.to_dict(), **base},
-                       delta, {"level": f"{high} - {low}", "correction_of": study.delta_base})
+        _delta_step(run, train, val, high_sets, arch, new_model)
 
     from .studyreport import write_outputs
 
     metrics = write_outputs(run, db, train_idx, val_idx)
     return StudyResult(run.folder, dict(run.steps), metrics)
+
+
+def _delta_step(run: _Run, train: Database, val: Database | None, high_sets: dict[str, Any],
+                arch: dict[str, Any], new_model: Callable[[int], Any]) -> None:
+    """The delta comparison: kernel ridge regression (``[delta] method = "kernel"``, stored as
+    npz) or an ANI network (``"neural"``) of high minus low, added to the pre-trained model or
+    to the low-level labels."""
+    study = run.study
+    low, high = run.names
+    on_model = study.delta_base == "model"
+    base_model = (lambda: run.model("pretrained")) if on_model else (lambda: None)
+    base = {"base": run.checksums["pretrained"]} if on_model else {
+        "base": "labels", **_prefixed("base.train", _set_arrays(train, low)),
+        **(_prefixed("base.validation", _set_arrays(val, low)) if val is not None else {})}
+    metadata = {"level": f"{high} - {low}", "correction_of": study.delta_base}
+    if study.delta_method == "kernel":
+        def kernel() -> Any:
+            from . import kerneldelta
+
+            return kerneldelta.fit_kernel_delta(base_model(), train, val, high=high,
+                                                low=None if on_model else low,
+                                                seed=study.seed).correction
+
+        run.kernel_step("delta", {**high_sets, "seed": study.seed, **base}, kernel, metadata)
+        return
+
+    def neural() -> tuple[Any, Any]:
+        from . import delta
+
+        combined, history = delta.fit_delta(base_model(), new_model(study.seed + 2), train, val,
+                                            high=high, low=None if on_model else low,
+                                            config=study.delta, progress=run.progress)
+        return combined.correction, history
+
+    run.model_step("delta", {**high_sets, "arch": arch, "init_seed": study.seed + 2,
+                             "config": study.delta.to_dict(), **base}, neural, metadata)
 
 
 def _architecture(study: Study, db: Database) -> tuple[list[int], dict[str, Any]]:
