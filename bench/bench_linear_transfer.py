@@ -180,6 +180,17 @@ def water_system():
     return db, few[keep], few[~keep], "HF/STO-3G", "MP2/cc-pVDZ"
 
 
+def suite_system(name: str):
+    """A system of bench/transfer_suite (its stored labels), with the tutorial's protocol: every
+    15th geometry, 4 of each 5 to train and 1 to validate."""
+    db = levelup.Database.load(Path(__file__).parent / "transfer_suite" / "data" / f"{name}.h5")
+    energies = [n for n, info in db.properties.items() if not info.per_atom]
+    low, high = energies[0], energies[1]
+    few = db[np.arange(0, len(db), 15)]
+    keep = np.arange(len(few)) % 5 != 0
+    return db, few[keep], few[~keep], low, high
+
+
 def run(system, seed: int, with_default: bool) -> dict:
     db, train, val, low, high = system
     pre = levelup.ANIModel(sorted(set(db.elements)), seed=seed)
@@ -210,12 +221,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-default", action="store_true", help="skip the default recipe")
+    parser.add_argument("--suite", nargs="+", metavar="SYSTEM", help="systems of "
+                        "bench/transfer_suite instead (their stored labels; own section)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
-    for label, make in (("H2 tutorial, HF/STO-3G -> CISD/cc-pVDZ, 12 points", h2_system),
-                        ("water, HF/STO-3G -> MP2/cc-pVDZ, 20 points", water_system)):
+    systems = ([(name, lambda name=name: suite_system(name)) for name in args.suite] if args.suite
+               else [("H2 tutorial, HF/STO-3G -> CISD/cc-pVDZ, 12 points", h2_system),
+                     ("water, HF/STO-3G -> MP2/cc-pVDZ, 20 points", water_system)])
+    for label, make in systems:
         system = make()
+        if args.suite:
+            label = f"{label}, {system[3]} -> {system[4]}, {len(system[1]) + len(system[2])} points"
         for seed in args.seeds:
             result = run(system, seed, not args.no_default)
             for name, (err, seconds, note) in result.items():
@@ -229,8 +246,9 @@ def main() -> None:
             "| system | seed | transfer | RMSE | seconds | chosen |", "|---|---|---|---|---|---|"]
     body += [f"| {s} | {seed} | {n} | {e:.3f} | {t:.1f} | {note} |"
              for s, seed, n, e, t, note in rows]
-    write_section("linear-transfer", "Linear output-layer transfer with CV-chosen priors "
-                  "(issue 12, exploratory)", "\n".join(body),
+    write_section("linear-transfer" + ("-suite" if args.suite else ""),
+                  "Linear output-layer transfer with CV-chosen priors (issue 12, exploratory"
+                  + (", transfer-suite systems)" if args.suite else ")"), "\n".join(body),
                   "python bench/bench_linear_transfer.py " + " ".join(sys.argv[1:]))
 
 
