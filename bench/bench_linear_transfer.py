@@ -246,7 +246,9 @@ def main() -> None:
             "| system | seed | transfer | RMSE | seconds | chosen |", "|---|---|---|---|---|---|"]
     body += [f"| {s} | {seed} | {n} | {e:.3f} | {t:.1f} | {note} |"
              for s, seed, n, e, t, note in rows]
-    write_section("linear-transfer" + ("-suite" if args.suite else ""),
+    suite_name = "-suite" + ("" if args.suite == ["water", "hcn", "ammonia-inversion"]
+                             else "-" + "-".join(args.suite)) if args.suite else ""
+    write_section("linear-transfer" + suite_name,
                   "Linear output-layer transfer with CV-chosen priors (issue 12, exploratory"
                   + (", transfer-suite systems)" if args.suite else ")"), "\n".join(body),
                   "python bench/bench_linear_transfer.py " + " ".join(sys.argv[1:]))
