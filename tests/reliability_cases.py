@@ -13,11 +13,12 @@ import json
 import os
 import stat
 import subprocess
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from levelup.cli.common import writable_folder
 
 #: (id, argv with placeholders, substring of the one-line error)
 CASES: list[tuple[str, list[str], str]] = [
@@ -246,26 +247,18 @@ def _h2_database(r: np.ndarray):
     return db
 
 
-def _writable(folder: Path) -> bool:
-    try:
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError:
-        return False
-    return True
-
-
 def read_only_folder(tmp_path: Path) -> Path:
     """A folder this process cannot create files in, even as root (chmod, else a read-only
     mount such as /sys, else ``chattr +i``)."""
     ro = tmp_path / "ro"
     ro.mkdir(exist_ok=True)
     ro.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
-    if not _writable(ro):
+    if not writable_folder(ro):
         return ro
-    if Path("/sys").is_dir() and not _writable(Path("/sys")):
+    if Path("/sys").is_dir() and not writable_folder(Path("/sys")):
         return Path("/sys")
     subprocess.run(["chattr", "+i", str(ro)], capture_output=True, check=False)
-    if not _writable(ro):
+    if not writable_folder(ro):
         return ro
     raise RuntimeError("no read-only folder available for the read-only cases")
 
