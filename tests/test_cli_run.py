@@ -34,8 +34,7 @@ hidden = [8]
 [train]
 max_epochs = 10
 [transfer]
-epochs = 10
-polish_iterations = 3
+folds = 3
 [output]
 folder = "out"
 plots = ["parity"]
@@ -80,11 +79,12 @@ def test_run_out_flag_and_check(tmp_path, capsys):
 
 
 def test_unknown_key_is_one_error_line_listing_the_valid_keys(tmp_path, capsys):
-    path = write(tmp_path, STUDY.replace("[transfer]\n", "[transfer]\nanchor_strenght = 0.1\n"))
+    path = write(tmp_path, STUDY.replace("[transfer]\n", "[transfer]\nanchr = 0.1\n"))
     assert main(["run", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("levelup: error: [transfer]: unknown key")
-    assert "'anchor_strenght'" in err[0] and "valid keys:" in err[0] and "anchor_strength" in err[0]
+    assert len(err) == 1 and err[0].startswith("levelup: error: [transfer] (recipe 'linear'): "
+                                               "unknown key")
+    assert "'anchr'" in err[0] and "valid keys:" in err[0] and "anchor" in err[0]
     assert not (tmp_path / "out").exists()
 
 

@@ -218,4 +218,4 @@ def test_h2_transfer_example_writes_its_run_folder(tmp_path, h2_labels, capsys):
         predicted = load_model(out / file).predict(scan).energies
         rmse = error_stats(predicted, h2_labels[reference])["rmse"]
         assert rmse == pytest.approx(metrics["models"][name]["rmse_all_kcalmol"], abs=1e-3), name
-    assert (out / "delta-correction.pt").is_file()
+    assert (out / "delta-correction.npz").is_file()

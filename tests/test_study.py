@@ -42,8 +42,7 @@ max_epochs = 15
 [pretrain]
 max_epochs = 25
 [transfer]
-epochs = 15
-polish_iterations = 5
+folds = 3
 [output]
 folder = "run"
 plots = ["energy_curves", "learning_curves"]
@@ -118,8 +117,7 @@ def test_a_comment_changes_nothing_but_the_copy_of_the_study_file(first_run, tmp
 
 def test_changing_the_recipe_retrains_only_the_transfer_model(first_run, tmp_path):
     before = first_run[1].metrics["models"]
-    again = rerun(first_run, tmp_path, SMALL.replace("[transfer]\n", "[transfer]\n"
-                                                     "learning_rate = 5e-4\n"))
+    again = rerun(first_run, tmp_path, SMALL.replace("folds = 3\n", "folds = 3\nridge = [30.0]\n"))
     assert again.done == ["transfer", "outputs"]
     assert again.reused == ["labels", "pretrained", "scratch", "delta"]
     after = again.metrics["models"]
@@ -277,10 +275,10 @@ def test_the_shipped_example_reads_as_the_tutorial_study():
     assert study.compare == ("transfer", "scratch", "delta")
     assert study.output.folder == EXAMPLE.parent / "runs" / "h2_tutorial"
     assert [r[0] for r in study.output.regions] == ["all", "0.5-2.5", "0.9-5.0", "0.5-0.9"]
-    from levelup.finetune import TransferRecipe
+    from levelup.finetune import LinearRecipe
     from levelup.train import TrainConfig
 
-    assert study.transfer == TransferRecipe(seed=0)
+    assert study.transfer == LinearRecipe(seed=0)
     assert study.pretrain == TrainConfig(seed=0) == study.scratch == study.delta
     assert study.delta_method == "kernel" and study.delta_base == "model"
     neural = parse_study({**BASE, "train": {"max_epochs": 7},
@@ -295,7 +293,9 @@ BASE = {"geometries": {"source": "h2_tutorial"}, "levels": {"low": "HF/STO-3G", 
 
 @pytest.mark.parametrize("change, where, valid", [
     ({"colour": "red"}, "top level", "geometries"),
-    ({"transfer": {"anchor_strenght": 1.0}}, "[transfer]", "anchor_strength"),
+    ({"transfer": {"recipe": "anchored", "anchor_strenght": 1.0}}, "[transfer]",
+     "anchor_strength"),
+    ({"transfer": {"anchor_strength": 1.0}}, "[transfer] (recipe 'linear')", "anchor"),
     ({"train": {"epochs": 5}}, "[train]", "max_epochs"),
     ({"pretrain": {"checkpoint": "x.ckpt"}}, "[pretrain]", "learning_rate"),
     ({"delta": {"bas": "model"}}, "[delta]", "base"),
@@ -320,11 +320,14 @@ def test_unknown_keys_are_errors_listing_the_valid_ones(change, where, valid):
     ({"compare": ["transfer", "mlatom"]}, "compare must list"),
     ({"seed": "zero"}, "seed must be an integer"),
     ({"train": {"learning_rate": -1.0}}, r"\[pretrain\] \(with \[train\]\): learning_rate"),
-    ({"transfer": {"self_energies": "guess"}}, "self_energies must be"),
+    ({"transfer": {"recipe": "anchored", "self_energies": "guess"}}, "self_energies must be"),
+    ({"transfer": {"recipe": "mine"}}, "recipe must be one of linear, anchored"),
+    ({"transfer": {"ridge": 1.0}}, "ridge must be a list of numbers"),
+    ({"transfer": {"folds": 1}}, "folds must be >= 2"),
     ({"delta": {"method": "gp"}}, r"method must be one of \['kernel', 'neural'\]"),
     ({"delta": {"max_epochs": 10}}, "method = 'kernel' .* set method = 'neural'"),
     ({"delta": {"method": "neural", "max_epochs": 0}}, r"\[delta\] \(with \[train\]\)"),
-    ({"transfer": {"frozen_layers": 0}}, "frozen_layers must be a list"),
+    ({"transfer": {"recipe": "plain", "frozen_layers": 0}}, "frozen_layers must be a list"),
     ({"output": {"regions": {"bound": [2.5, 0.5]}}}, "lo <= hi"),
     ({"geometries": {"source": "file", "path": "x.xyz"}, "output": {"regions": {"b": [0, 1]}}},
      "need one"),

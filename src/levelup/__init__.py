@@ -26,6 +26,9 @@ from .errors import (  # noqa: E402
     LevelupError,
     ModelFileError,
 )
+from .finetune import TransferRecipe, finetune  # noqa: E402
+from .kerneldelta import fit_kernel_delta  # noqa: E402
+from .lineartransfer import LinearChoice, LinearRecipe, linear_transfer  # noqa: E402
 from .model import ANIModel, Ensemble  # noqa: E402
 from .modelfile import load_model  # noqa: E402
 from .predict import Prediction  # noqa: E402
@@ -56,6 +59,8 @@ __all__ = [
     "Ensemble",
     "History",
     "L2SP",
+    "LinearChoice",
+    "LinearRecipe",
     "LabelError",
     "LevelOfTheoryError",
     "LevelupError",
@@ -66,12 +71,16 @@ __all__ = [
     "Study",
     "StudyResult",
     "TrainConfig",
+    "TransferRecipe",
     "__version__",
     "add_layer",
     "atom_energies",
+    "finetune",
     "fit",
+    "fit_kernel_delta",
     "freeze",
     "label",
+    "linear_transfer",
     "load_model",
     "parameter_groups",
     "pretrained",

@@ -1,7 +1,21 @@
-"""levelup's recommended transfer-learning recipe, composed from the toolkit in
-:mod:`levelup.transfer` and :func:`levelup.train.fit`.
+"""Transfer a pre-trained model to a new level of theory: :func:`finetune` and its recipes.
 
-The recipe (``TransferRecipe()``), for a handful of high-level energies:
+The default recipe is :class:`~levelup.lineartransfer.LinearRecipe`: the output layers refitted
+by one linear solve, the strengths of the priors chosen by k-fold cross-validation over the
+high-level points (:mod:`levelup.lineartransfer`; seconds, and the most accurate on the transfer
+suite of bench/transfer_suite). The recipes by name (:data:`RECIPES`, :func:`recipe`):
+
+=================  ============================================================================
+``linear``         ``LinearRecipe()``, the default
+``anchored``       ``TransferRecipe()``: every layer by gradient descent under fixed priors
+                   (below; levelup's default before the transfer suite, shaped on H2)
+``force-anchor``   ``TransferRecipe.force_anchor()``: the force anchor alone, AdamW at 1e-3
+``plain``          ``TransferRecipe.plain()``: every layer, no prior (AdamW + L-BFGS polish)
+``mlatom``         ``TransferRecipe.mlatom()``: MLatom's tutorial (layers 0 and -1 frozen,
+                   rate 1e-4, no prior, no polish)
+=================  ============================================================================
+
+The gradient recipe (``TransferRecipe()``, "anchored"), for a handful of high-level energies:
 
 1. copy the pre-trained model; refit its self energies to the new level, keeping the networks
    (:func:`~levelup.transfer.refit_self_energies`);
@@ -39,6 +53,7 @@ import torch
 
 from .data import Database
 from .errors import ConfigError
+from .lineartransfer import LinearChoice, LinearRecipe, linear_transfer
 from .train import History, TrainConfig, fit
 from .transfer import (
     L2SP,
@@ -89,41 +104,96 @@ class TransferRecipe:
         return cls(**({"smoothness": 0.0, "polish_smoothness": 0.0, "learning_rate": 1e-3}
                       | changes))
 
+    @classmethod
+    def plain(cls, **changes: Any) -> TransferRecipe:
+        """Every layer fine-tuned with no prior at all (AdamW, then the L-BFGS polish)."""
+        return cls(**({"anchor_strength": 0.0, "smoothness": 0.0, "polish_smoothness": 0.0,
+                       "polish_anchor_strength": 0.0} | changes))
+
+    @classmethod
+    def mlatom(cls, **changes: Any) -> TransferRecipe:
+        """MLatom's tutorial step: first and output layers frozen, AdamW at 1e-4 for the
+        epochs, no prior, no polish (levelup's optimiser and schedule, not MLatom's; the exact
+        protocol is :mod:`levelup.compat.mlatom`)."""
+        return cls(**({"frozen_layers": (0, -1), "anchor_strength": 0.0, "smoothness": 0.0,
+                       "polish_smoothness": 0.0, "polish_anchor_strength": 0.0,
+                       "learning_rate": 1e-4, "polish_iterations": 0} | changes))
+
+
+Recipe = LinearRecipe | TransferRecipe
+#: The recipes by name (``levelup finetune --recipe``, study files' ``[transfer] recipe``).
+RECIPES: dict[str, Any] = {
+    "linear": LinearRecipe,
+    "anchored": TransferRecipe,
+    "force-anchor": TransferRecipe.force_anchor,
+    "plain": TransferRecipe.plain,
+    "mlatom": TransferRecipe.mlatom,
+}
+
+
+def recipe(name: str, **changes: Any) -> Recipe:
+    """The recipe called ``name`` (:data:`RECIPES`), with ``changes`` to its fields."""
+    if name not in RECIPES:
+        raise ConfigError(f"unknown transfer recipe {name!r}; choose one of "
+                          f"{', '.join(RECIPES)}")
+    try:
+        return RECIPES[name](**changes)
+    except TypeError as exc:
+        raise ConfigError(f"recipe {name!r}: {exc}") from None
+
 
 def finetune(pretrained: Any, train: Database, validation: Database | None = None, *,
-             property: str, anchors: Database | None = None,
-             recipe: TransferRecipe | None = None, progress: bool = True
-             ) -> tuple[Any, History]:
+             property: str, anchors: Database | None = None, recipe: Recipe | None = None,
+             forces: str | None = None, progress: bool = True
+             ) -> tuple[Any, History | LinearChoice]:
     """Transfer ``pretrained`` (left untouched) to ``property`` (Hartree) of ``train``.
 
     Args:
         pretrained: the pre-trained ANIModel, or an :class:`~levelup.model.Ensemble` of them:
-            then every member is fine-tuned by the same recipe, member k with seed
-            ``recipe.seed + k`` (its own anchor draws and batch order), each anchored on its own
-            pre-trained forces.
-        train, validation: the high-level data (validation picks the best epoch of step 2).
+            then every member is transferred by the same recipe, member k with seed
+            ``recipe.seed + k`` (its own folds, anchor draws and batch order), each anchored on
+            its own pre-trained forces.
+        train, validation: the high-level data. The linear recipe cross-validates over both
+            together (no point is spent on validation only); the gradient recipes pick their best
+            epoch on ``validation``.
         property: the high-level energy property.
         anchors: geometries on which the priors act where the new data says nothing (the
             pre-trained forces are anchored there, and the correction kept smooth); typically
             the pre-training set; default: ``train`` and ``validation`` only.
-        recipe: the :class:`TransferRecipe` (default: levelup's recommended one).
+        recipe: a :class:`~levelup.lineartransfer.LinearRecipe` (default) or a
+            :class:`TransferRecipe`; :func:`recipe` gives them by name.
+        forces: per-atom property of high-level forces (Hartree/Angstrom) to fit as well
+            (linear recipe only; NaN forces are skipped).
 
     Returns:
-        (the fine-tuned copy, the History of step 2); for an Ensemble, (a new Ensemble of the
-        fine-tuned members, a list with each member's History).
+        (the transferred copy, the :class:`~levelup.lineartransfer.LinearChoice` made or the
+        History of step 2); for an Ensemble, (a new Ensemble of the members, a list with each
+        member's choice or History).
     """
-    recipe = recipe or TransferRecipe()
+    recipe = recipe if recipe is not None else LinearRecipe()
+    if not isinstance(recipe, (LinearRecipe, TransferRecipe)):
+        raise ConfigError(f"recipe must be a LinearRecipe or a TransferRecipe (or "
+                          f"levelup.finetune.recipe(name)); got {type(recipe).__name__}")
+    if forces is not None and not isinstance(recipe, LinearRecipe):
+        raise ConfigError("fitting high-level forces needs the linear recipe; the gradient "
+                          "recipes (TransferRecipe) fit energies only")
     if hasattr(pretrained, "members"):
         from .model import Ensemble
 
         tuned, histories = [], []
         for k, member in enumerate(pretrained.members):
             one, history = finetune(member, train, validation, property=property, anchors=anchors,
-                                    recipe=replace(recipe, seed=recipe.seed + k),
+                                    recipe=replace(recipe, seed=recipe.seed + k), forces=forces,
                                     progress=progress)
             tuned.append(one)
             histories.append(history)
         return Ensemble(tuned), histories
+    if isinstance(recipe, LinearRecipe):
+        points = train
+        if validation is not None and len(validation):
+            points = Database.concatenate([train, validation])
+        return linear_transfer(pretrained, points, property=property, forces=forces,
+                               anchors=anchors, recipe=recipe)
     model = copy.deepcopy(pretrained)
     if recipe.frozen_layers:
         freeze(model, list(recipe.frozen_layers))
@@ -216,4 +286,4 @@ def replace_batch(anchor: ForceAnchor, most: int = 1024) -> ForceAnchor:
     return anchor.fixed(most)
 
 
-__all__ = ["TransferRecipe", "finetune", "polish"]
+__all__ = ["RECIPES", "LinearRecipe", "TransferRecipe", "finetune", "polish", "recipe"]

@@ -21,7 +21,9 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
     [train]                                   # TrainConfig keys shared by pretrain, scratch and
                                               # the neural delta
     [pretrain]                                # TrainConfig keys of the pre-training only
-    [transfer]                                # TransferRecipe keys, and anchors
+    [transfer]                                # recipe ("linear" default | "anchored" |
+                                              # "force-anchor" | "plain" | "mlatom"), that
+                                              # recipe's keys, and anchors
     [scratch]                                 # TrainConfig keys of the scratch baseline
     [delta]                                   # method ("kernel" | "neural"), base, and for
                                               # "neural" the TrainConfig keys of its network
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .finetune import TransferRecipe
+from .finetune import RECIPES, LinearRecipe, TransferRecipe, recipe
 from .train import TrainConfig
 
 #: The comparisons a study can make besides the pre-trained model.
@@ -72,7 +74,9 @@ METHODS = {
 #: TrainConfig fields a study file may set: the step cache replaces checkpoints and resuming.
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
                    if f.name not in ("checkpoint", "checkpoint_every", "resume"))
-RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(TransferRecipe))
+#: The fields each kind of transfer recipe takes in ``[transfer]`` (besides recipe, anchors).
+RECIPE_KEYS = {kind: tuple(f.name for f in dataclasses.fields(kind))
+               for kind in (LinearRecipe, TransferRecipe)}
 TOP_KEYS = ("title", "seed", "compare", "geometries", "levels", "selection", "model", "train",
             "pretrain", "transfer", "scratch", "delta", "output")
 
@@ -184,7 +188,7 @@ class Study:
     selection: Selection
     model: ModelSettings
     pretrain: TrainConfig
-    transfer: TransferRecipe
+    transfer: LinearRecipe | TransferRecipe
     anchors: str  # ForceAnchor geometries of the transfer: "all" (every geometry) or "high"
     scratch: TrainConfig
     delta: TrainConfig  # the neural delta's training (delta_method = "neural")
@@ -399,29 +403,36 @@ def _delta(table: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
     return rest, base, method
 
 
-def _transfer(table: Mapping[str, Any], seed: int) -> tuple[TransferRecipe, str]:
-    _check_keys(table, (*RECIPE_KEYS, "anchors"), "[transfer]")
-    values = {k: v for k, v in table.items() if k != "anchors"}
+def _transfer(table: Mapping[str, Any], seed: int) -> tuple[LinearRecipe | TransferRecipe, str]:
+    name = _str(table.get("recipe", "linear"), "recipe")
+    if name not in RECIPES:
+        raise ConfigError(f"[transfer] recipe must be one of {', '.join(RECIPES)}; got {name!r}")
+    kind = LinearRecipe if name == "linear" else TransferRecipe
+    _check_keys(table, (*RECIPE_KEYS[kind], "recipe", "anchors"), f"[transfer] (recipe {name!r})")
+    values = {k: v for k, v in table.items() if k not in ("anchors", "recipe")}
     anchors = table.get("anchors", "all")
     if anchors not in ("all", "high"):
         raise ConfigError(f"[transfer] anchors must be 'all' (every geometry of the study) or "
                           f"'high' (the high-level points only); got {anchors!r}")
-    for f in dataclasses.fields(TransferRecipe):
+    for f in dataclasses.fields(kind):
         if f.name not in values:
             continue
         value = values[f.name]
         if f.type == "tuple[int, ...]":
             values[f.name] = tuple(_int_list(value, f.name))
+        elif f.type == "tuple[float, ...]":
+            if not isinstance(value, list):
+                raise ConfigError(f"[transfer] {f.name} must be a list of numbers (the values "
+                                  f"the cross-validation tries); got {value!r}")
+            values[f.name] = tuple(_float(v, f.name) for v in value)
         elif f.type == "float":
             values[f.name] = _float(value, f.name)
         elif f.type == "int":
             values[f.name] = _int(value, f.name)
-        elif f.type == "str":
-            values[f.name] = _str(value, f.name)
-        elif f.type == "str | None":
+        elif f.type in ("str", "str | None"):
             values[f.name] = _str(value, f.name)
     try:
-        return TransferRecipe(**{"seed": seed, **values}), anchors
+        return recipe(name, **{"seed": seed, **values}), anchors
     except ConfigError as exc:
         raise ConfigError(f"[transfer]: {exc}") from None
 

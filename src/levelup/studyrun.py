@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from . import __version__
 from .atomic import write_bytes_atomic
 from .data import Database
 from .errors import ConfigError, DataError, ModelFileError
+from .lineartransfer import KIND
 from .stepcache import StepCache, content_key
 from .studyfile import Geometries, Selection, Study, read_study
 
@@ -278,7 +280,7 @@ class _Run:
                                                {**metadata, "training_seconds": seconds})
         self.models[name] = model
         self._done(name, key, "done", start, path,
-                   f"trained in {seconds:.1f} s ({len(history.epoch)} epochs) -> "
+                   f"trained in {seconds:.1f} s ({_how(history)}) -> "
                    f"{self._relative(path)}")
 
     def kernel_step(self, name: str, parts: dict[str, Any], fit: Callable[[], Any],
@@ -328,7 +330,28 @@ class _Run:
         file = self.steps[name].file
         if file is not None and file.suffix == ".npz":
             return None
-        return History.load(self.store.history_file(name, self.steps[name].key))
+        path = self.store.history_file(name, self.steps[name].key)
+        if json.loads(path.read_text()).get("kind") == KIND:
+            return None  # a linear transfer: one solve, no epochs
+        return History.load(path)
+
+    def linear_choice(self, name: str) -> Any:
+        """The :class:`~levelup.lineartransfer.LinearChoice` of step ``name``; None for a step
+        trained by epochs or a kernel model."""
+        from .lineartransfer import LinearChoice
+
+        file = self.steps[name].file
+        if file is None or file.suffix == ".npz":
+            return None
+        data = json.loads(self.store.history_file(name, self.steps[name].key).read_text())
+        return LinearChoice.from_dict(data) if data.get("kind") == KIND else None
+
+
+def _how(record: Any) -> str:
+    """'N epochs' of a training History, or the summary of a linear transfer's choice."""
+    if hasattr(record, "epoch"):
+        return f"{len(record.epoch)} epochs"
+    return record.summary()
 
 
 def _set_arrays(db: Database, prop: str) -> dict[str, Any]:

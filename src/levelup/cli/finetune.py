@@ -1,25 +1,39 @@
 """``levelup finetune MODEL DATABASE -o OUT --property NAME``: transfer a pre-trained model to a
 new level of theory from a few labelled molecules.
 
-By default it runs levelup's recipe (:class:`levelup.finetune.TransferRecipe`: self energies
-refit, every layer fine-tuned while the pre-trained forces are kept on ``--anchors`` and the
-correction to them is kept smooth, then an L-BFGS polish). ``--freeze``, ``--self-energies``
-and the other flags change the recipe's fields one to one. The fine-tuned model is written to
+By default it runs levelup's linear recipe (:class:`levelup.lineartransfer.LinearRecipe`): the
+output layers refitted by one linear solve, with the strengths of a force anchor on
+``--anchors``, a smoothness prior and a ridge chosen by k-fold cross-validation over the
+molecules of DATABASE (and ``--validation``); it prints what it chose and the cross-validated
+error. ``--forces PROP`` fits high-level forces too. ``--recipe anchored|force-anchor|plain|
+mlatom`` runs a gradient recipe (:class:`levelup.finetune.TransferRecipe`) instead, whose fields
+``--freeze``, ``--lr`` and the other flags change one to one. The transferred model is written to
 OUT; MODEL is left as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from ..errors import DataError
-from ..finetune import TransferRecipe, finetune
+from ..errors import ConfigError, DataError
+from ..finetune import RECIPES, LinearRecipe, TransferRecipe, finetune, recipe
 from .common import check_number, input_file, output_file, read_database, read_model
 
 EXAMPLE = """examples:
   levelup finetune ani-hf.pt cisd12.h5 -o ani-cisd.pt --property CISD/cc-pVDZ --anchors h2.h5
+  levelup finetune ani-hf.pt few.h5 -o tl.pt --property CCSD(T)/cc-pVDZ \\
+      --forces "forces/CCSD(T)/cc-pVDZ" --anchors pretraining.h5
   levelup finetune ani-hf.pt few.h5 -o tl.pt --property CCSD(T)/cc-pVDZ --validation val.h5 \\
-      --freeze 0 -1 --anchor-strength 0 --lr 1e-4"""
+      --recipe mlatom --lr 1e-4"""
+
+#: flags of the gradient recipes (TransferRecipe field, flag)
+GRADIENT_FLAGS = {"frozen_layers": "--freeze", "self_energies": "--self-energies",
+                  "level": "--level", "anchor_strength": "--anchor-strength",
+                  "smoothness": "--smoothness", "polish_smoothness": "--polish-smoothness",
+                  "smoothness_step": "--smoothness-step", "l2sp": "--l2sp",
+                  "learning_rate": "--lr", "epochs": "--epochs",
+                  "polish_iterations": "--polish-iterations"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,39 +47,73 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation", help="validation molecules (picks the best epoch)")
     p.add_argument("--anchors", help="geometries whose pre-trained forces are kept where the new "
                    "data says nothing, typically the pre-training set (default: the new data)")
+    p.add_argument("--recipe", choices=list(RECIPES), default="linear",
+                   help="transfer recipe (default linear: output layers by one solve, strengths "
+                        "by cross-validation)")
+    p.add_argument("--forces", metavar="PROP", help="per-atom property of high-level forces "
+                   "(Hartree/Angstrom) to fit too (linear recipe)")
+    p.add_argument("--folds", type=int, help=f"folds of the cross-validation (linear; "
+                   f"{LinearRecipe().folds})")
+    g = p.add_argument_group("gradient recipes (--recipe anchored, force-anchor, plain, mlatom)")
     defaults = TransferRecipe()
-    p.add_argument("--freeze", type=int, nargs="*", default=list(defaults.frozen_layers),
-                   metavar="LAYER", help="Linear layers kept as pre-trained (0 first, -1 output)")
-    p.add_argument("--self-energies", choices=["refit", "atoms", "keep"],
-                   default=defaults.self_energies, help="new self energies (default refit)")
-    p.add_argument("--level", help="level of theory for --self-energies atoms")
-    p.add_argument("--anchor-strength", type=float, default=defaults.anchor_strength,
+    g.add_argument("--freeze", type=int, nargs="*", dest="frozen_layers", metavar="LAYER",
+                   help="Linear layers kept as pre-trained (0 first, -1 output)")
+    g.add_argument("--self-energies", choices=["refit", "atoms", "keep"],
+                   help="new self energies (default refit)")
+    g.add_argument("--level", help="level of theory for --self-energies atoms")
+    g.add_argument("--anchor-strength", type=float,
                    help=f"ForceAnchor strength, Angstrom^2 ({defaults.anchor_strength}; 0: off)")
-    p.add_argument("--smoothness", type=float, default=defaults.smoothness,
+    g.add_argument("--smoothness", type=float,
                    help=f"SmoothCorrection strength, Angstrom^4 ({defaults.smoothness}; 0: off)")
-    p.add_argument("--polish-smoothness", type=float, default=defaults.polish_smoothness,
+    g.add_argument("--polish-smoothness", type=float,
                    help=f"SmoothCorrection strength of the polish ({defaults.polish_smoothness})")
-    p.add_argument("--smoothness-step", type=float, default=defaults.smoothness_step,
+    g.add_argument("--smoothness-step", type=float,
                    help=f"finite-difference step of SmoothCorrection, Angstrom "
                         f"({defaults.smoothness_step})")
-    p.add_argument("--l2sp", type=float, default=defaults.l2sp, help="L2-SP strength (0)")
-    p.add_argument("--lr", type=float, default=defaults.learning_rate,
+    g.add_argument("--l2sp", type=float, help="L2-SP strength (0)")
+    g.add_argument("--lr", type=float, dest="learning_rate",
                    help=f"learning rate ({defaults.learning_rate})")
-    p.add_argument("--epochs", type=int, default=defaults.epochs,
-                   help=f"epochs ({defaults.epochs})")
-    p.add_argument("--polish-iterations", type=int, default=defaults.polish_iterations,
+    g.add_argument("--epochs", type=int, help=f"epochs ({defaults.epochs})")
+    g.add_argument("--polish-iterations", type=int,
                    help=f"L-BFGS iterations after the epochs ({defaults.polish_iterations}; 0: off)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed (0)")
+    p.add_argument("--seed", type=int, default=0, help="seed (0)")
     p.set_defaults(func=run)
 
 
 def _check_flags(args: argparse.Namespace) -> None:
     for flag in ("anchor_strength", "smoothness", "polish_smoothness", "l2sp"):
-        check_number(getattr(args, flag), "--" + flag.replace("_", "-"), minimum=0, example="0")
-    check_number(args.smoothness_step, "--smoothness-step", above=0, example="0.01")
-    check_number(args.lr, "--lr", above=0, example="1e-4")
-    check_number(args.epochs, "--epochs", minimum=0, example="100")
-    check_number(args.polish_iterations, "--polish-iterations", minimum=0, example="0")
+        if getattr(args, flag) is not None:
+            check_number(getattr(args, flag), "--" + flag.replace("_", "-"), minimum=0,
+                         example="0")
+    for value, flag, example in ((args.smoothness_step, "--smoothness-step", "0.01"),
+                                 (args.learning_rate, "--lr", "1e-4")):
+        if value is not None:
+            check_number(value, flag, above=0, example=example)
+    for value, flag in ((args.epochs, "--epochs"), (args.polish_iterations,
+                                                    "--polish-iterations")):
+        if value is not None:
+            check_number(value, flag, minimum=0, example="100")
+    if args.folds is not None:
+        check_number(args.folds, "--folds", minimum=2, example="5")
+    given = [flag for field, flag in GRADIENT_FLAGS.items() if getattr(args, field) is not None]
+    if args.recipe == "linear" and given:
+        raise ConfigError(f"{', '.join(given)} set a gradient recipe's fields, but --recipe is "
+                          f"linear (the default); add --recipe anchored (or plain, mlatom, "
+                          f"force-anchor), or drop them")
+    if args.recipe != "linear" and (args.forces or args.folds is not None):
+        raise ConfigError(f"--forces and --folds need --recipe linear; --recipe {args.recipe} "
+                          f"fits energies only")
+
+
+def _recipe(args: argparse.Namespace) -> LinearRecipe | TransferRecipe:
+    if args.recipe == "linear":
+        changes = {} if args.folds is None else {"folds": args.folds}
+        return recipe("linear", seed=args.seed, **changes)
+    changes = {field: getattr(args, field) for field in GRADIENT_FLAGS
+               if getattr(args, field) is not None}
+    if "frozen_layers" in changes:
+        changes["frozen_layers"] = tuple(changes["frozen_layers"])
+    return recipe(args.recipe, seed=args.seed, **changes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,18 +132,21 @@ def run(args: argparse.Namespace) -> int:
             held = ", ".join(repr(k) for k in db.properties) or "none"
             raise DataError(f"--property {args.property!r} is not a property of {where}; it "
                             f"has: {held}")
-    recipe = TransferRecipe(
-        frozen_layers=tuple(args.freeze), self_energies=args.self_energies, level=args.level,
-        anchor_strength=args.anchor_strength, smoothness=args.smoothness,
-        polish_smoothness=args.polish_smoothness, smoothness_step=args.smoothness_step,
-        l2sp=args.l2sp, learning_rate=args.lr,
-        epochs=args.epochs, polish_iterations=args.polish_iterations, seed=args.seed)
-    tuned, history = finetune(model, train, validation, property=args.property, anchors=anchors,
-                              recipe=recipe, progress=not args.quiet)
+    chosen = _recipe(args)
+    if args.forces:
+        for db, where in ((train, args.database), (validation, args.validation)):
+            if db is not None and args.forces not in db.properties:
+                raise DataError(f"--forces {args.forces!r} is not a property of {where}")
+    tuned, record = finetune(model, train, validation, property=args.property, anchors=anchors,
+                             recipe=chosen, forces=args.forces, progress=not args.quiet)
     tuned.save(args.output, metadata={"level": args.property, "fine_tuned_from": str(args.model),
-                                      "recipe": {k: v for k, v in vars(recipe).items()}})
-    histories = history if isinstance(history, list) else [history]  # one per ensemble member
-    best = ", ".join(str(h.best_epoch) for h in histories)
-    print(f"fine-tuned {args.model} on {len(train)} molecules ({args.property}), best epoch "
-          f"{best} -> {args.output}")
+                                      "recipe": {"name": args.recipe,
+                                                 **dataclasses.asdict(chosen)}})
+    records = record if isinstance(record, list) else [record]  # one per ensemble member
+    if args.recipe == "linear":
+        how = "; ".join(r.summary() for r in records)
+    else:
+        how = "best epoch " + ", ".join(str(h.best_epoch) for h in records)
+    print(f"fine-tuned {args.model} on {len(train)} molecules ({args.property}, recipe "
+          f"{args.recipe}): {how} -> {args.output}")
     return 0

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..data import Database
-from ..delta import fit_delta
-from ..finetune import TransferRecipe, finetune
+from ..finetune import finetune
+from ..kerneldelta import fit_kernel_delta
 from ..model import ANIModel
 from ..qm import label
 from ..train import TrainConfig, fit, torchani_groups
@@ -99,9 +99,9 @@ def _run(out: Path, seed: int, cache: Any, progress: bool,
     pretrained.save(out / "ani-hf.pt", metadata={"level": LOW, "trained_on": "451 H2 geometries"})
     lap("pre-training")
 
-    transfer, history_tl = finetune(pretrained, train, val, property=HIGH, anchors=db,
-                                    recipe=TransferRecipe(seed=seed), progress=progress)
-    transfer.save(out / "ani-transfer.pt", metadata={"level": HIGH, "recipe": "levelup"})
+    transfer, choice = finetune(pretrained, train, val, property=HIGH, anchors=db,
+                                progress=progress)
+    transfer.save(out / "ani-transfer.pt", metadata={"level": HIGH, "recipe": "linear"})
     lap("transfer")
 
     # the tutorial's protocol, as MLatom runs it (what levelup.compat.mlatom does): a model
@@ -124,9 +124,7 @@ def _run(out: Path, seed: int, cache: Any, progress: bool,
                           config=TrainConfig(seed=seed))
     lap("scratch")
 
-    delta, history_delta = fit_delta(pretrained, ANIModel(["H"], seed=seed + 2), train, val,
-                                     high=HIGH, config=TrainConfig(seed=seed),
-                                     progress=progress)
+    delta = fit_kernel_delta(pretrained, train, val, high=HIGH, seed=seed)
     lap("delta")
 
     r = db.distance(0, 1)
@@ -162,21 +160,20 @@ def _run(out: Path, seed: int, cache: Any, progress: bool,
         "parity": plot.parity(cisd, {k: v for k, v in predictions.items()
                                      if k != "pretrained"}, reference_label=HIGH),
         "learning_curves": plot.learning_curves({"pre-training (HF)": history_pre,
-                                                 "transfer": history_tl,
-                                                 "scratch": history_scratch,
-                                                 "delta": history_delta}),
+                                                 "scratch": history_scratch}),
     }
     notes = [
-        "transfer (levelup): every layer fine-tuned, self energies refit keeping the networks, "
-        "the pre-trained forces anchored on the 451 pre-training geometries (ForceAnchor) "
-        "while the correction to the pre-trained surface is kept smooth (SmoothCorrection), "
-        "then polished with L-BFGS; see levelup.finetune.TransferRecipe.",
+        "transfer (levelup): levelup's default recipe (levelup.lineartransfer.LinearRecipe): "
+        "the output layers refitted by one linear solve, the strengths of a force anchor on the "
+        "451 pre-training geometries, a smoothness prior on the correction and a ridge chosen "
+        "by 5-fold cross-validation over the 12 CISD points; " + choice.summary() + ".",
         "transfer (tutorial protocol): MLatom's tutorial as MLatom trains (pre-trained on HF "
         "with MLatom's recipe, TrainConfig.mlatom() with torchani_groups), layers [0, 6] frozen, "
         "learning rate 1e-4; its time includes that pre-training.",
-        "delta: a model of CISD - ANI-HF on the same 10 + 2 points, added to ANI-HF.",
-        f"pre-trained model: {len(history_pre.epoch)} epochs; transfer: "
-        f"{len(history_tl.epoch)} epochs + L-BFGS polish.",
+        "delta: kernel ridge regression of CISD - ANI-HF on inverse distances "
+        "(levelup.kerneldelta), hyperparameters by cross-validation over the same 12 points, "
+        "added to ANI-HF.",
+        f"pre-trained model: {len(history_pre.epoch)} epochs.",
     ]
     report.write_run_folder(
         out, title="H2: transfer learning from HF/STO-3G to CISD/cc-pVDZ", metrics=stats,
