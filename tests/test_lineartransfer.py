@@ -14,6 +14,7 @@ from levelup.finetune import LinearRecipe, finetune, recipe
 from levelup.lineartransfer import (
     LinearChoice,
     cross_validate,
+    cv_partitions,
     design,
     fold_indices,
     linear_transfer,
@@ -134,23 +135,27 @@ def test_choice_is_deterministic_with_a_seed():
 
 def test_cross_validation_never_sees_the_held_out_fold():
     """The held-out predictions of a fold do not move when that fold's energies change (nor do
-    they depend on anything fitted to them before the folds are split)."""
+    they depend on anything fitted to them before the folds are split), in every repeat."""
     model, anchors = _model(), _water(30, 11)
     points = _label(_water(15, 12), _target(model, seed=3))
     one_setting = LinearRecipe(anchor=(1e-3,), smoothness=(1e-4,), ridge=(1e-2,),
-                               anchor_geometries=8)
+                               anchor_geometries=8, repeats=2)
     base = design(model, points, "high", None, anchors, one_setting)
     _, _, _, pred = cross_validate(base, one_setting)
-    for held in fold_indices(15, one_setting.folds, one_setting.seed):
-        moved = copy.deepcopy(points)
-        energies = np.asarray(moved.get("high")).copy()
-        energies[held] += 0.05  # 31 kcal/mol
-        moved.set("high", energies)
-        problem = design(model, moved, "high", None, anchors, one_setting)
-        _, _, _, again = cross_validate(problem, one_setting)
-        assert np.allclose(again[held], pred[held], rtol=0, atol=1e-12)
-        others = np.setdiff1d(np.arange(15), held)
-        assert not np.allclose(again[others], pred[others], atol=1e-6)
+    partitions = cv_partitions(15, one_setting)
+    assert len(partitions) == 2 and pred.shape == (2, 15)
+    for k, parts in enumerate(partitions):
+        assert sorted(np.concatenate(parts)) == list(range(15))
+        for held in parts:
+            moved = copy.deepcopy(points)
+            energies = np.asarray(moved.get("high")).copy()
+            energies[held] += 0.05  # 31 kcal/mol
+            moved.set("high", energies)
+            problem = design(model, moved, "high", None, anchors, one_setting)
+            _, _, _, again = cross_validate(problem, one_setting)
+            assert np.allclose(again[k, held], pred[k, held], rtol=0, atol=1e-12)
+            others = np.setdiff1d(np.arange(15), held)
+            assert not np.allclose(again[k, others], pred[k, others], atol=1e-6)
 
 
 def test_finetune_defaults_to_it_and_tunes_each_ensemble_member():
@@ -181,7 +186,7 @@ def test_bad_input_is_a_clear_error():
     points = _label(_water(5, 15), model)
     with pytest.raises(DataError, match="no per-atom property 'forces/high'"):
         linear_transfer(model, points, property="high", forces="forces/high")
-    with pytest.raises(ConfigError, match="folds must be >= 2"):
+    with pytest.raises(ConfigError, match="folds must be >= 2 and repeats >= 1"):
         LinearRecipe(folds=1)
     with pytest.raises(ConfigError, match="ridge must be a non-empty tuple"):
         LinearRecipe(ridge=())

@@ -323,7 +323,7 @@ def test_unknown_keys_are_errors_listing_the_valid_ones(change, where, valid):
     ({"transfer": {"recipe": "anchored", "self_energies": "guess"}}, "self_energies must be"),
     ({"transfer": {"recipe": "mine"}}, "recipe must be one of linear, anchored"),
     ({"transfer": {"ridge": 1.0}}, "ridge must be a list of numbers"),
-    ({"transfer": {"folds": 1}}, "folds must be >= 2"),
+    ({"transfer": {"folds": 1}}, "folds must be >= 2 and repeats >= 1"),
     ({"delta": {"method": "gp"}}, r"method must be one of \['kernel', 'neural'\]"),
     ({"delta": {"max_epochs": 10}}, "method = 'kernel' .* set method = 'neural'"),
     ({"delta": {"method": "neural", "max_epochs": 0}}, r"\[delta\] \(with \[train\]\)"),

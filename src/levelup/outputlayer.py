@@ -56,6 +56,23 @@ def feature_derivatives(model: Any, species: Tensor, coordinates: Tensor) -> Ten
     return torch.stack(columns, 1).double()
 
 
+def directional_derivatives(model: Any, species: Tensor, coordinates: Tensor,
+                            directions: Tensor) -> Tensor:
+    """(molecules, probes, parameters) float64: the derivative of each feature along each of
+    ``directions`` (molecules, probes, atoms, 3), per Angstrom; one forward-mode pass per
+    probe. With Gaussian directions, ``mean over probes of t t^T`` is an unbiased estimate of
+    ``D^T D`` (D from :func:`feature_derivatives`) at a fraction of its cost for large
+    molecules."""
+    x0 = coordinates.to(model.dtype)
+    columns = []
+    with torch.no_grad(), fwad.dual_level():
+        for k in range(directions.shape[1]):
+            tangent = directions[:, k].to(model.dtype)
+            columns.append(fwad.unpack_dual(_summed(model, species,
+                                                    fwad.make_dual(x0, tangent))).tangent)
+    return torch.stack(columns, 1).double()
+
+
 def bias_columns(model: Any) -> list[int]:
     """Column index of each element's output bias, in ``model.symbols`` order."""
     out, offset = [], 0
