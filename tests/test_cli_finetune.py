@@ -98,3 +98,31 @@ def test_finetune_cli_refuses_gradient_flags_with_the_linear_recipe(tmp_path, ca
     assert main(base + ["--folds", "1"]) == 1
     assert "--folds" in capsys.readouterr().err
     assert not (tmp_path / "tl.pt").exists()
+
+
+def test_finetune_cli_fits_high_level_forces(tmp_path, capsys):
+    import torch
+
+    from levelup.outputlayer import add_to_parameters, parameters
+
+    db = h2_scan()[::10]
+    pre = ANIModel(["H"], hidden=(16, 8), seed=0, self_energies=[-0.5])
+    target = ANIModel(["H"], hidden=(16, 8), seed=0, self_energies=[-0.5])
+    add_to_parameters(target, torch.from_numpy(np.random.default_rng(0).normal(
+        0, 0.02, len(parameters(target)))))  # a correction the output layer can represent
+    labels = target.predict(db, forces=True)
+    db.set("high", labels.energies)
+    db.set("forces/high", labels.forces)
+    pre.save(tmp_path / "pre.pt")
+    db[::4].save(tmp_path / "few.h5")
+    code = main(["finetune", str(tmp_path / "pre.pt"), str(tmp_path / "few.h5"), "-o",
+                 str(tmp_path / "tl.pt"), "--property", "high", "--forces", "forces/high"])
+    out = capsys.readouterr().out
+    assert code == 0 and "points with forces" in out
+    tuned, pre = load_model(tmp_path / "tl.pt"), load_model(tmp_path / "pre.pt")
+    err = [np.abs(m.predict(db, forces=True).forces - db.get("forces/high")).mean()
+           for m in (pre, tuned)]
+    assert err[1] < 0.2 * err[0]
+    assert main(["finetune", str(tmp_path / "pre.pt"), str(tmp_path / "few.h5"), "-o",
+                 str(tmp_path / "x.pt"), "--property", "high", "--forces", "nope"]) == 1
+    assert "--forces 'nope' is not a property" in capsys.readouterr().err
