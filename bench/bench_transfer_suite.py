@@ -7,8 +7,14 @@ bench/_work/suite_models/. For each budget, the points of ``protocol.pick`` (tra
 and these rows:
 
 * ``linear``: levelup's default, ``finetune`` with ``LinearRecipe(seed)`` (CV over every point);
+* ``linear-min``: ``LinearRecipe(seed, selection="min")``, the lowest CV error instead of the
+  one-standard-error rule;
 * ``linear+forces``: the same with the high-level forces of the points too, the points drawn by
   ``protocol.pick`` among the geometries that have forces (only where there are enough);
+* ``linear-ens3``: the default recipe applied to each of three pre-trained models (seeds 0, 1,
+  2; ANI-1x members 0, 1, 2), energies averaged: the same points, three times the cheap
+  pre-training;
+* ``auto`` (``--slow``): ``AutoRecipe(seed)``, linear or plain by 5-fold CV over the points;
 * ``kernel-delta``: ``fit_kernel_delta`` of high - low on the low level's own labels
   (delta-learning: the low level is computed at every geometry predicted);
 * ``plain`` (``--slow``): ``TransferRecipe.plain(seed)``, every layer, no prior;
@@ -55,8 +61,8 @@ from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 MODELS = HERE / "_work" / "suite_models"
 RESULTS = HERE / "transfer_suite" / "results" / "levelup"
-FAST = ("linear", "linear+forces", "kernel-delta")
-SLOW = ("plain", "compat", "scratch", "anchored")
+FAST = ("linear", "linear-min", "linear+forces", "kernel-delta", "linear-ens3")
+SLOW = ("plain", "compat", "scratch", "auto", "anchored")
 
 
 def load(name: str) -> tuple[levelup.Database, str, str]:
@@ -139,6 +145,11 @@ def run_one(name: str, seed: int, budgets: list[int], rows: list[str]) -> None:
                                      recipe=LinearRecipe(seed=seed))
             extra = {"cv_rmse": choice.cv_rmse, "chose": [choice.anchor, choice.smoothness,
                                                           choice.ridge]}
+        elif row == "linear-min":
+            model, choice = finetune(pre, train, val, property=high, anchors=db,
+                                     recipe=LinearRecipe(seed=seed, selection="min"))
+            extra = {"cv_rmse": choice.cv_rmse, "chose": [choice.anchor, choice.smoothness,
+                                                          choice.ridge]}
         elif row == "linear+forces":
             with_forces = np.flatnonzero(has_forces)
             if len(with_forces) < budget:
@@ -150,8 +161,19 @@ def run_one(name: str, seed: int, budgets: list[int], rows: list[str]) -> None:
                                      forces=forces, recipe=LinearRecipe(seed=seed))
             extra = {"cv_rmse": choice.cv_rmse, "chose": [choice.anchor, choice.smoothness,
                                                           choice.ridge, choice.force_weight]}
+        elif row == "linear-ens3":
+            members = [pretrained(name, db, low, k)[0] for k in range(3)]
+            tuned = [finetune(m, train, val, property=high, anchors=db,
+                              recipe=LinearRecipe(seed=seed))[0] for m in members]
+            model = levelup.Ensemble(tuned)
         elif row == "kernel-delta":
             model = fit_kernel_delta(None, train, val, high=high, low=low, seed=seed)
+        elif row == "auto":
+            from levelup.autorecipe import AutoRecipe
+
+            model, choice = finetune(pre, train, val, property=high, anchors=db,
+                                     recipe=AutoRecipe(seed=seed))
+            extra = {"chose": choice.recipe, "cv_rmse": choice.cv_rmse}
         elif row == "plain":
             model, _ = finetune(pre, train, val, property=high, anchors=db,
                                 recipe=TransferRecipe.plain(seed=seed), progress=False)
@@ -172,9 +194,14 @@ def run_one(name: str, seed: int, budgets: list[int], rows: list[str]) -> None:
             raise SystemExit(f"unknown row {row}")
         seconds = time.perf_counter() - start
         result = {**score(model.predict(db).energies, ref, unseen), "seconds": seconds, **extra}
-        record["runs"][f"{budget}/{row}"] = result
+        # re-read before writing: another process may be filling other rows of this file
+        latest = json.loads(out_file.read_text()) if out_file.exists() else {"runs": {}}
+        record = {**record, **{k: v for k, v in latest.items() if k != "runs"},
+                  "runs": {**record["runs"], **latest["runs"], f"{budget}/{row}": result}}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(json.dumps(record, indent=1) + "\n")
+        tmp = out_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.replace(out_file)
         print(f"{name} seed {seed} budget {budget} {row}: all {result['rmse_all']:.3f} held out "
               f"{result['rmse_heldout']:.3f} kcal/mol, {seconds:.1f} s", flush=True)
 

@@ -15,7 +15,7 @@ from ase.optimize import BFGS
 import levelup
 from levelup.ase import LevelupCalculator
 from levelup.errors import DataError
-from levelup.finetune import TransferRecipe, finetune
+from levelup.finetune import finetune
 from levelup.geometry import random_distortions
 from levelup.model import ANIModel, Ensemble
 from levelup.selfenergies import SelfEnergyWarning
@@ -89,8 +89,8 @@ def cisd_minimum(h2_labels) -> float:
 @pytest.fixture(scope="session")
 def h2_model(h2_labels):
     """The transfer-learned model issue 6 asks about: an ANI model pre-trained on the tutorial's
-    451 HF/STO-3G energies of H2, then transferred to CISD/cc-pVDZ by levelup's recipe
-    (``finetune`` with the default ``TransferRecipe``, anchored on the 451 geometries) from the
+    451 HF/STO-3G energies of H2, then transferred to CISD/cc-pVDZ by levelup's default recipe
+    (``finetune`` with ``LinearRecipe()``, anchored on the 451 geometries) from the
     tutorial's 12 points (10 train: r = 0.9, 1.3, ..., 4.9 Angstrom; 2 validate: 0.5, 4.5).
     The labels are the reference scan's (PySCF's numbers, as ``levelup.label`` gives them)."""
     import torch
@@ -107,7 +107,7 @@ def h2_model(h2_labels):
                     progress=False)
         train, validation = tutorial_split(db)
         model, _ = finetune(pretrained, train, validation, property=HIGH, anchors=db,
-                            recipe=TransferRecipe(seed=0), progress=False)
+                            progress=False)
     finally:
         torch.set_num_threads(before)
     return model

@@ -23,8 +23,12 @@ from protocol import BUDGETS  # noqa: E402
 from results import write_section  # noqa: E402
 from systems import SYSTEMS  # noqa: E402
 
-ROWS = ("linear", "linear+forces", "kernel-delta", "plain", "compat", "scratch", "anchored")
-NAMES = {"linear": "levelup default (linear)", "linear+forces": "default + high-level forces",
+ROWS = ("auto", "linear", "linear-min", "linear-ens3", "linear+forces", "kernel-delta", "plain",
+        "compat", "scratch", "anchored")
+NAMES = {"auto": "auto (linear or plain by CV)", "linear": "levelup default (linear)",
+         "linear-ens3": "default, 3 pre-trained models",
+         "linear-min": "default, lowest-CV selection",
+         "linear+forces": "default + high-level forces",
          "kernel-delta": "kernel delta (low level at every point)",
          "plain": "plain fine-tuning (every layer)", "compat": "levelup.compat.mlatom",
          "scratch": "scratch", "anchored": "previous default (anchored)",
@@ -77,8 +81,8 @@ def median(values: list[float] | None) -> float:
 
 def tables(data: dict) -> str:
     table = data["table"]
-    columns = ["linear", "mlatom", "compat", "plain", "kernel-delta", "scratch",
-               "mlatom-scratch", "linear+forces"]
+    columns = ["linear", "auto", "mlatom", "compat", "plain", "kernel-delta", "scratch",
+               "mlatom-scratch", "linear-min", "linear-ens3", "linear+forces"]
     out = []
     for budget in BUDGETS:
         out += [f"### {budget} high-level points", "",
@@ -129,7 +133,8 @@ def plot(data: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = ["linear", "mlatom", "compat", "plain", "kernel-delta", "linear+forces"]
+    columns = ["linear", "auto", "mlatom", "compat", "plain", "kernel-delta", "linear-ens3",
+               "linear+forces"]
     systems = [s.name for s in SYSTEMS]
     fig, axes = plt.subplots(1, len(BUDGETS), figsize=(5 * len(BUDGETS), 4.5), sharey=True)
     width = 0.8 / len(columns)

@@ -13,6 +13,8 @@ suite of bench/transfer_suite). The recipes by name (:data:`RECIPES`, :func:`rec
 ``plain``          ``TransferRecipe.plain()``: every layer, no prior (AdamW + L-BFGS polish)
 ``mlatom``         ``TransferRecipe.mlatom()``: MLatom's tutorial (layers 0 and -1 frozen,
                    rate 1e-4, no prior, no polish)
+``auto``           ``AutoRecipe()``: linear or plain, whichever cross-validates better on the
+                   points (:mod:`levelup.autorecipe`; about 6 runs of each, so tens of seconds)
 =================  ============================================================================
 
 The gradient recipe (``TransferRecipe()``, "anchored"), for a handful of high-level energies:
@@ -51,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .autorecipe import AutoChoice, AutoRecipe, auto_transfer
 from .data import Database
 from .errors import ConfigError
 from .lineartransfer import LinearChoice, LinearRecipe, linear_transfer
@@ -120,7 +123,7 @@ class TransferRecipe:
                        "learning_rate": 1e-4, "polish_iterations": 0} | changes))
 
 
-Recipe = LinearRecipe | TransferRecipe
+Recipe = LinearRecipe | TransferRecipe | AutoRecipe
 #: The recipes by name (``levelup finetune --recipe``, study files' ``[transfer] recipe``).
 RECIPES: dict[str, Any] = {
     "linear": LinearRecipe,
@@ -128,6 +131,7 @@ RECIPES: dict[str, Any] = {
     "force-anchor": TransferRecipe.force_anchor,
     "plain": TransferRecipe.plain,
     "mlatom": TransferRecipe.mlatom,
+    "auto": AutoRecipe,
 }
 
 
@@ -145,7 +149,7 @@ def recipe(name: str, **changes: Any) -> Recipe:
 def finetune(pretrained: Any, train: Database, validation: Database | None = None, *,
              property: str, anchors: Database | None = None, recipe: Recipe | None = None,
              forces: str | None = None, progress: bool = True
-             ) -> tuple[Any, History | LinearChoice]:
+             ) -> tuple[Any, History | LinearChoice | AutoChoice]:
     """Transfer ``pretrained`` (left untouched) to ``property`` (Hartree) of ``train``.
 
     Args:
@@ -171,8 +175,8 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
         member's choice or History).
     """
     recipe = recipe if recipe is not None else LinearRecipe()
-    if not isinstance(recipe, (LinearRecipe, TransferRecipe)):
-        raise ConfigError(f"recipe must be a LinearRecipe or a TransferRecipe (or "
+    if not isinstance(recipe, (LinearRecipe, TransferRecipe, AutoRecipe)):
+        raise ConfigError(f"recipe must be a LinearRecipe, TransferRecipe or AutoRecipe (or "
                           f"levelup.finetune.recipe(name)); got {type(recipe).__name__}")
     if forces is not None and not isinstance(recipe, LinearRecipe):
         raise ConfigError("fitting high-level forces needs the linear recipe; the gradient "
@@ -188,10 +192,13 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
             tuned.append(one)
             histories.append(history)
         return Ensemble(tuned), histories
-    if isinstance(recipe, LinearRecipe):
+    if isinstance(recipe, (LinearRecipe, AutoRecipe)):
         points = train
         if validation is not None and len(validation):
             points = Database.concatenate([train, validation])
+        if isinstance(recipe, AutoRecipe):
+            return auto_transfer(pretrained, points, property=property, anchors=anchors,
+                                 recipe=recipe)
         return linear_transfer(pretrained, points, property=property, forces=forces,
                                anchors=anchors, recipe=recipe)
     model = copy.deepcopy(pretrained)
@@ -286,4 +293,4 @@ def replace_batch(anchor: ForceAnchor, most: int = 1024) -> ForceAnchor:
     return anchor.fixed(most)
 
 
-__all__ = ["RECIPES", "LinearRecipe", "TransferRecipe", "finetune", "polish", "recipe"]
+__all__ = ["RECIPES", "AutoRecipe", "LinearRecipe", "TransferRecipe", "finetune", "polish", "recipe"]

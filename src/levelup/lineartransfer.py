@@ -72,6 +72,9 @@ class LinearRecipe:
     tries every combination."""
 
     folds: int = 5  # k of the k-fold cross-validation (leave-one-out when there are fewer points)
+    selection: str = "one-se"  # "one-se": the smallest weight change within one standard error
+    #                            of the lowest CV error; "min": the lowest CV error
+    tolerance: float = 1.0  # standard errors of the "one-se" rule
     repeats: int = 1  # k-fold cross-validations with different random folds, pooled (tried
     #                   3 and 6 on water and H2, seed 0, 8/16/32 points: no choice improved)
     anchor: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)  # force anchor, Angstrom^2
@@ -89,6 +92,8 @@ class LinearRecipe:
         if self.folds < 2 or self.repeats < 1:
             raise ConfigError(f"folds must be >= 2 and repeats >= 1; got folds {self.folds}, "
                               f"repeats {self.repeats}")
+        if self.selection not in ("one-se", "min"):
+            raise ConfigError(f"selection must be 'one-se' or 'min'; got {self.selection!r}")
         for name in ("anchor", "smoothness", "ridge", "force_weight"):
             values = getattr(self, name)
             if not values or min(values) < 0 or not all(np.isfinite(values)):
@@ -296,29 +301,47 @@ def cv_partitions(n: int, recipe: LinearRecipe) -> list[list[np.ndarray]]:
 
 def cross_validate(problem: _Problem, recipe: LinearRecipe
                    ) -> tuple[tuple[float, float, float, float], float, list, np.ndarray]:
-    """(best strengths, their CV RMSE kcal/mol pooled over every fold of every repeat, the RMSE
-    of every grid point, the held-out predictions of the best one: (repeats, points) Hartree,
-    the model's energy change at each point when its fold was held out)."""
+    """(chosen strengths, their CV RMSE kcal/mol pooled over every fold of every repeat, the
+    RMSE of every grid point, the held-out predictions of the chosen one: (repeats, points)
+    Hartree, the model's energy change at each point when its fold was held out).
+
+    ``recipe.selection`` "min" takes the grid point with the lowest CV error; "one-se" (the
+    one-standard-error rule) takes, among the grid points whose CV mean squared error is within
+    one standard error of the lowest, the one whose solve on every point moves the output
+    weights least: as accurate as the data can tell, and the smallest departure from the
+    pre-trained model (large cancelling weights fit the points but make the surface rough
+    between them)."""
     n = len(problem.y)
     partitions = cv_partitions(n, recipe)
     grams = [[problem.grams(np.setdiff1d(np.arange(n), held)) for held in parts]
              for parts in partitions]
     grid = recipe.grid(problem.dx is not None and bool(problem.has_forces.any()))
-    results, best, best_pred = [], None, None
+    results, squares, preds = [], [], []
     for strengths in grid:
         pred = torch.zeros((len(partitions), n), dtype=torch.float64)
         for k, parts in enumerate(partitions):
             for held, gram in zip(parts, grams[k], strict=True):
                 change = problem.solve(gram, strengths)
                 pred[k, held] = problem.x[torch.from_numpy(held)] @ change
-        rmse = float(((pred - problem.y) * HARTREE_TO_KCALMOL).pow(2).mean().sqrt())
-        results.append((strengths, rmse))
-        if np.isfinite(rmse) and (best is None or rmse < best[1]):
-            best, best_pred = (strengths, rmse), pred.numpy()
-    if best is None:
+        sq = ((pred - problem.y) * HARTREE_TO_KCALMOL).pow(2).reshape(-1).numpy()
+        results.append((strengths, float(np.sqrt(sq.mean()))))
+        squares.append(sq)
+        preds.append(pred.numpy())
+    mse = np.array([sq.mean() for sq in squares])
+    if not np.isfinite(mse).any():
         raise DataError("linear transfer: every setting gave a non-finite cross-validation "
                         "error; check the high-level energies")
-    return best[0], best[1], results, best_pred
+    best = int(np.nanargmin(np.where(np.isfinite(mse), mse, np.nan)))
+    chosen = best
+    if recipe.selection == "one-se":
+        limit = mse[best] + recipe.tolerance * squares[best].std(ddof=1) / np.sqrt(
+            len(squares[best]))
+        full = problem.grams(np.arange(n))
+        weights = problem.ridge > 0
+        size = {i: float(problem.solve(full, grid[i])[weights].norm())
+                for i in np.flatnonzero(mse <= limit)}
+        chosen = min(size, key=lambda i: (size[i], i))
+    return grid[chosen], results[chosen][1], results, preds[chosen]
 
 
 def linear_transfer(pretrained: Any, points: Database, *, property: str,
