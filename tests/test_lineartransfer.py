@@ -201,3 +201,25 @@ def test_choice_round_trips_through_json(tmp_path):
 
     back = LinearChoice.from_dict(json.loads((tmp_path / "choice.json").read_text()))
     assert back == choice and "chose anchor" in back.summary()
+
+
+def test_auto_recipe_keeps_the_candidate_that_cross_validates_better():
+    from levelup.autorecipe import AutoChoice, AutoRecipe
+    from levelup.finetune import TransferRecipe
+
+    model, anchors = _model(), _water(20, 18)
+    points = _label(_water(12, 19), _target(model, seed=4))  # exactly linear-representable
+    few_epochs = TransferRecipe.plain(epochs=30, polish_iterations=0)
+    auto = AutoRecipe(candidates=(SMALL, few_epochs), folds=3)
+    tuned, choice = finetune(model, points, property="high", anchors=anchors, recipe=auto)
+    assert isinstance(choice, AutoChoice) and set(choice.cv_rmse) == {"linear", "gradient"}
+    assert choice.recipe == "linear" and choice.cv_rmse["linear"] < choice.cv_rmse["gradient"]
+    assert "auto: chose linear by 3-fold CV over 12 points" in choice.summary()
+    again = finetune(model, points, property="high", anchors=anchors, recipe=auto)[1]
+    assert again.cv_rmse == choice.cv_rmse  # deterministic with the seed
+    test = _water(30, 20)
+    assert (np.abs(tuned.predict(test).energies - _target(model, seed=4).predict(test).energies)
+            .max() < np.abs(model.predict(test).energies
+                            - _target(model, seed=4).predict(test).energies).max())
+    with pytest.raises(ConfigError, match="AutoRecipe.candidates"):
+        AutoRecipe(candidates=("auto",))

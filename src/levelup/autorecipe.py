@@ -31,14 +31,16 @@ CANDIDATES = ("linear", "plain")
 class AutoRecipe:
     """Which recipes :func:`auto_transfer` compares, and how (k-fold CV, seeded)."""
 
-    candidates: tuple[str, ...] = CANDIDATES  # recipe names (levelup.finetune.RECIPES)
+    candidates: tuple[Any, ...] = CANDIDATES  # recipe names (levelup.finetune.RECIPES) or
+    #                                             recipe objects (LinearRecipe, TransferRecipe)
     folds: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from .finetune import RECIPES
+        from .finetune import RECIPES, LinearRecipe, TransferRecipe
 
-        unknown = [c for c in self.candidates if c not in RECIPES or c == "auto"]
+        unknown = [c for c in self.candidates if not isinstance(c, (LinearRecipe, TransferRecipe))
+                   and (c not in RECIPES or c == "auto")]
         if not self.candidates or unknown:
             raise ConfigError(f"AutoRecipe.candidates must name recipes among "
                               f"{', '.join(r for r in RECIPES if r != 'auto')}; got "
@@ -78,10 +80,16 @@ class AutoChoice:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
 
-def _candidate(name: str, seed: int) -> Any:
+def _candidate(name: Any, seed: int) -> Any:
     from .finetune import recipe
 
-    return recipe(name, seed=seed)
+    return replace(name, seed=seed) if not isinstance(name, str) else recipe(name, seed=seed)
+
+
+def _name(candidate: Any) -> str:
+    if isinstance(candidate, str):
+        return candidate
+    return "linear" if hasattr(candidate, "folds") else "gradient"
 
 
 def auto_transfer(pretrained: Any, points: Database, *, property: str,
@@ -102,8 +110,11 @@ def auto_transfer(pretrained: Any, points: Database, *, property: str,
                         f"energies; {property!r} has {len(points)}")
     parts = fold_indices(len(points), recipe.folds, recipe.seed)
     cv: dict[str, float] = {}
-    for name in recipe.candidates:
-        chosen = _candidate(name, recipe.seed)
+    names = [_name(c) for c in recipe.candidates]
+    if len(set(names)) < len(names):
+        names = [f"{n}#{k}" for k, n in enumerate(names)]
+    for name, candidate in zip(names, recipe.candidates, strict=True):
+        chosen = _candidate(candidate, recipe.seed)
         if hasattr(chosen, "folds"):  # the linear recipe's inner CV must fit in a training fold
             inner = min(chosen.folds, min(len(points) - len(p) for p in parts))
             chosen = replace(chosen, folds=max(2, inner))
@@ -115,9 +126,10 @@ def auto_transfer(pretrained: Any, points: Database, *, property: str,
             sq.append((model.predict(points[held]).energies - energies[held])
                       * HARTREE_TO_KCALMOL)
         cv[name] = float(np.sqrt(np.mean(np.concatenate(sq) ** 2)))
-    best = min(cv, key=lambda k: (cv[k], recipe.candidates.index(k)))
+    best = min(cv, key=lambda k: (cv[k], names.index(k)))
     model, record = finetune(pretrained, points, property=property, anchors=anchors,
-                             recipe=_candidate(best, recipe.seed), progress=progress)
+                             recipe=_candidate(recipe.candidates[names.index(best)], recipe.seed),
+                             progress=progress)
     return model, AutoChoice(recipe=best, cv_rmse=cv, folds=len(parts), points=len(points),
                              seconds=time.perf_counter() - start, record=record)
 
