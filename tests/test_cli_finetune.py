@@ -94,7 +94,7 @@ def test_finetune_cli_refuses_gradient_flags_with_the_linear_recipe(tmp_path, ca
     err = capsys.readouterr().err
     assert "--lr" in err and "--recipe anchored" in err and len(err.strip().splitlines()) == 1
     assert main(base + ["--recipe", "plain", "--forces", "f"]) == 1
-    assert "--forces and --folds need --recipe linear" in capsys.readouterr().err
+    assert "--forces needs --recipe linear" in capsys.readouterr().err
     assert main(base + ["--folds", "1"]) == 1
     assert "--folds" in capsys.readouterr().err
     assert not (tmp_path / "tl.pt").exists()

@@ -361,3 +361,13 @@ def test_paths_are_relative_to_the_study_file(tmp_path):
     assert study.output.folder == tmp_path / "sub" / "run"
     db = build_geometries(study.geometries)
     assert len(db) == 26 and np.allclose(db.distance(0, 1)[[0, -1]], [0.5, 3.0])
+
+
+def test_transfer_recipe_auto_reads_its_candidates():
+    from levelup.autorecipe import AutoRecipe
+
+    study = parse_study({**BASE, "transfer": {"recipe": "auto", "candidates": ["linear",
+                                                                                "mlatom"]}})
+    assert study.transfer == AutoRecipe(candidates=("linear", "mlatom"), seed=0)
+    with pytest.raises(ConfigError, match="AutoRecipe.candidates"):
+        parse_study({**BASE, "transfer": {"recipe": "auto", "candidates": ["best"]}})

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .finetune import RECIPES, LinearRecipe, TransferRecipe, recipe
+from .finetune import RECIPES, AutoRecipe, LinearRecipe, TransferRecipe, recipe
 from .train import TrainConfig
 
 #: The comparisons a study can make besides the pre-trained model.
@@ -76,7 +76,7 @@ TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig)
                    if f.name not in ("checkpoint", "checkpoint_every", "resume"))
 #: The fields each kind of transfer recipe takes in ``[transfer]`` (besides recipe, anchors).
 RECIPE_KEYS = {kind: tuple(f.name for f in dataclasses.fields(kind))
-               for kind in (LinearRecipe, TransferRecipe)}
+               for kind in (LinearRecipe, TransferRecipe, AutoRecipe)}
 TOP_KEYS = ("title", "seed", "compare", "geometries", "levels", "selection", "model", "train",
             "pretrain", "transfer", "scratch", "delta", "output")
 
@@ -188,7 +188,7 @@ class Study:
     selection: Selection
     model: ModelSettings
     pretrain: TrainConfig
-    transfer: LinearRecipe | TransferRecipe
+    transfer: LinearRecipe | TransferRecipe | AutoRecipe
     anchors: str  # ForceAnchor geometries of the transfer: "all" (every geometry) or "high"
     scratch: TrainConfig
     delta: TrainConfig  # the neural delta's training (delta_method = "neural")
@@ -403,11 +403,11 @@ def _delta(table: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
     return rest, base, method
 
 
-def _transfer(table: Mapping[str, Any], seed: int) -> tuple[LinearRecipe | TransferRecipe, str]:
+def _transfer(table: Mapping[str, Any], seed: int) -> tuple[Any, str]:
     name = _str(table.get("recipe", "linear"), "recipe")
     if name not in RECIPES:
         raise ConfigError(f"[transfer] recipe must be one of {', '.join(RECIPES)}; got {name!r}")
-    kind = LinearRecipe if name == "linear" else TransferRecipe
+    kind = {"linear": LinearRecipe, "auto": AutoRecipe}.get(name, TransferRecipe)
     _check_keys(table, (*RECIPE_KEYS[kind], "recipe", "anchors"), f"[transfer] (recipe {name!r})")
     values = {k: v for k, v in table.items() if k not in ("anchors", "recipe")}
     anchors = table.get("anchors", "all")
@@ -425,6 +425,8 @@ def _transfer(table: Mapping[str, Any], seed: int) -> tuple[LinearRecipe | Trans
                 raise ConfigError(f"[transfer] {f.name} must be a list of numbers (the values "
                                   f"the cross-validation tries); got {value!r}")
             values[f.name] = tuple(_float(v, f.name) for v in value)
+        elif f.type == "tuple[Any, ...]":
+            values[f.name] = tuple(_str_list(value, f.name))
         elif f.type == "float":
             values[f.name] = _float(value, f.name)
         elif f.type == "int":

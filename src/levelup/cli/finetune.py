@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 from ..errors import ConfigError, DataError
 from ..finetune import RECIPES, LinearRecipe, TransferRecipe, finetune, recipe
@@ -100,15 +101,21 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"{', '.join(given)} set a gradient recipe's fields, but --recipe is "
                           f"linear (the default); add --recipe anchored (or plain, mlatom, "
                           f"force-anchor), or drop them")
-    if args.recipe != "linear" and (args.forces or args.folds is not None):
-        raise ConfigError(f"--forces and --folds need --recipe linear; --recipe {args.recipe} "
-                          f"fits energies only")
+    if args.recipe != "linear" and args.forces:
+        raise ConfigError(f"--forces needs --recipe linear; --recipe {args.recipe} fits energies "
+                          f"only")
+    if args.recipe not in ("linear", "auto") and args.folds is not None:
+        raise ConfigError(f"--folds needs --recipe linear or auto; --recipe {args.recipe} does "
+                          f"not cross-validate")
+    if args.recipe == "auto" and given:
+        raise ConfigError(f"{', '.join(given)} set a gradient recipe's fields; --recipe auto "
+                          f"compares the linear and plain recipes at their defaults")
 
 
-def _recipe(args: argparse.Namespace) -> LinearRecipe | TransferRecipe:
-    if args.recipe == "linear":
+def _recipe(args: argparse.Namespace) -> Any:
+    if args.recipe in ("linear", "auto"):
         changes = {} if args.folds is None else {"folds": args.folds}
-        return recipe("linear", seed=args.seed, **changes)
+        return recipe(args.recipe, seed=args.seed, **changes)
     changes = {field: getattr(args, field) for field in GRADIENT_FLAGS
                if getattr(args, field) is not None}
     if "frozen_layers" in changes:
@@ -143,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                                       "recipe": {"name": args.recipe,
                                                  **dataclasses.asdict(chosen)}})
     records = record if isinstance(record, list) else [record]  # one per ensemble member
-    if args.recipe == "linear":
+    if hasattr(records[0], "summary"):
         how = "; ".join(r.summary() for r in records)
     else:
         how = "best epoch " + ", ".join(str(h.best_epoch) for h in records)
