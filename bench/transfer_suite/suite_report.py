@@ -118,6 +118,10 @@ def tables(data: dict) -> str:
             "|---|---|---|---|"]
     for system in SYSTEMS:
         p = data["pretrain"].get(system.name, {})
+        if system.pretrained == "ani-1x":
+            out.append(f"| `{system.name}` | ANI-1x members (wB97X/6-31G(d)), not trained on "
+                       f"{system.low} | - | - |")
+            continue
         out.append(f"| `{system.name}` | {cell(p.get('levelup'))} | {cell(p.get('mlatom'))} | "
                    f"{cell(p.get('compat'))} |")
     s = np.asarray(data["linear_seconds"])

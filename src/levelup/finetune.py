@@ -2,8 +2,9 @@
 
 The default recipe is :class:`~levelup.lineartransfer.LinearRecipe`: the output layers refitted
 by one linear solve, the strengths of the priors chosen by k-fold cross-validation over the
-high-level points (:mod:`levelup.lineartransfer`; seconds, and the most accurate on the transfer
-suite of bench/transfer_suite). The recipes by name (:data:`RECIPES`, :func:`recipe`):
+high-level points (:mod:`levelup.lineartransfer`; seconds; on the transfer suite of
+bench/transfer_suite at most MLatom's tutorial error on every system from 16 points, numbers in
+bench/RESULTS.md). The recipes by name (:data:`RECIPES`, :func:`recipe`):
 
 =================  ============================================================================
 ``linear``         ``LinearRecipe()``, the default
