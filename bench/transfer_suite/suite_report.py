@@ -140,7 +140,7 @@ def plot(data: dict, path: Path) -> None:
     columns = ["linear", "auto", "mlatom", "compat", "plain", "kernel-delta", "linear-ens3",
                "linear+forces"]
     systems = [s.name for s in SYSTEMS]
-    fig, axes = plt.subplots(1, len(BUDGETS), figsize=(5 * len(BUDGETS), 4.5), sharey=True)
+    fig, axes = plt.subplots(1, len(BUDGETS), figsize=(5 * len(BUDGETS), 5.2), sharey=True)
     width = 0.8 / len(columns)
     for ax, budget in zip(axes, BUDGETS, strict=True):
         for k, c in enumerate(columns):
@@ -157,8 +157,9 @@ def plot(data: dict, path: Path) -> None:
         ax.set_title(f"{budget} high-level points")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("RMSE vs high level, all geometries (kcal/mol)")
-    axes[-1].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
