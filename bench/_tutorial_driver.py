@@ -100,9 +100,9 @@ def main() -> None:
     else:
         import levelup
         import levelup.compat.mlatom as ml
-        import levelup.train
+        import levelup.train.loop
 
-        fit = levelup.train.fit
+        fit = levelup.train.loop.fit
 
         @functools.wraps(fit)
         def counted_fit(*a, **k):
@@ -110,7 +110,7 @@ def main() -> None:
             _FIT_EPOCHS.append(len(history.epoch))
             return history
 
-        levelup.train.fit = counted_fit
+        levelup.train.loop.fit = counted_fit
         _timed(ml._Methods, "predict", "labels")
         ani = ml.ani
         version = getattr(levelup, "__version__", "dev")

@@ -17,7 +17,7 @@ seeds 0, 1, 2:
   labels of the non-test geometries, then transferred the same way (the tutorial's recipe).
 * scratch: the same architecture trained on the 16 CCSD(T) points only.
 * delta on ANI-1x: a model of CCSD(T) minus ANI-1x trained on the 16 points, added to ANI-1x.
-* ANI-1x, ForceAnchor recipe: :func:`levelup.finetune.finetune` with
+* ANI-1x, ForceAnchor recipe: :func:`levelup.transfer.recipe.finetune` with
   ``TransferRecipe.force_anchor()`` (self energies refit, every layer trained by AdamW at 1e-3 with
   a ForceAnchor, L-BFGS polish: levelup's default recipe until d823244, which added a
   SmoothCorrection prior and AdamW at 3e-4; that default is not measured here) applied to each of the 8
@@ -57,12 +57,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import write_section  # noqa: E402
 
 from levelup.data import Database  # noqa: E402
-from levelup.finetune import TransferRecipe, finetune  # noqa: E402
-from levelup.model import ANIModel, Ensemble  # noqa: E402
-from levelup.pretrained import pretrained  # noqa: E402
+from levelup.model.ani import ANIModel, Ensemble  # noqa: E402
+from levelup.model.published.catalog import pretrained  # noqa: E402
 from levelup.qm import label  # noqa: E402
-from levelup.train import TrainConfig, fit  # noqa: E402
-from levelup.transfer import freeze, refit_self_energies  # noqa: E402
+from levelup.train.loop import TrainConfig, fit  # noqa: E402
+from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
+from levelup.transfer.surgery import freeze, refit_self_energies  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL  # noqa: E402
 
 HIGH = "CCSD(T)/cc-pVDZ"
@@ -269,7 +269,7 @@ def main() -> int:
         + f". Labels took {label_s:.0f} s (0 when cached); "
         "torch on 1 thread.\n\n"
         "Rows: *fine-tuned* and *transfer* are the tutorial's recipe (self energies refit, first and "
-        "last layers frozen, AdamW 1e-4); *ForceAnchor recipe* is `levelup.finetune.finetune` with "
+        "last layers frozen, AdamW 1e-4); *ForceAnchor recipe* is `levelup.transfer.recipe.finetune` with "
         "`TransferRecipe.force_anchor()` (self energies refit, all layers trained by AdamW at 1e-3 with "
         f"a ForceAnchor on the {n_pool} pool geometries, L-BFGS polish; levelup's default recipe until "
         "d823244, which added a SmoothCorrection prior: the new default is not measured here), "

@@ -1,5 +1,5 @@
 """Benchmark: delta-learning baselines on the H2 tutorial, neural (fit_delta) vs kernel ridge
-regression (levelup.kerneldelta) (issue 12, item 5).
+regression (levelup.transfer.kerneldelta) (issue 12, item 5).
 
 Run: .venv/bin/python bench/bench_delta.py [--seed 0] [--no-write]
 Labels: tests/data/h2_labels.npz (the tutorial's 451 geometries at HF/STO-3G and CISD/cc-pVDZ,
@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
 from levelup.data import Database  # noqa: E402
-from levelup.delta import fit_delta  # noqa: E402
-from levelup.kerneldelta import fit_kernel_delta  # noqa: E402
-from levelup.model import ANIModel  # noqa: E402
-from levelup.studies.h2 import tutorial_split  # noqa: E402
-from levelup.train import TrainConfig, fit  # noqa: E402
+from levelup.model.ani import ANIModel  # noqa: E402
+from levelup.study.tutorial import tutorial_split  # noqa: E402
+from levelup.train.loop import TrainConfig, fit  # noqa: E402
+from levelup.transfer.delta import fit_delta  # noqa: E402
+from levelup.transfer.kerneldelta import fit_kernel_delta  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL  # noqa: E402
 
 LABELS = Path(__file__).resolve().parents[1] / "tests" / "data" / "h2_labels.npz"

@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE))
 from results import write_section  # noqa: E402
 
 import levelup  # noqa: E402
-from levelup.outputlayer import parameters  # noqa: E402
-from levelup.studies.h2 import tutorial_split  # noqa: E402
+from levelup.study.tutorial import tutorial_split  # noqa: E402
+from levelup.transfer.outputlayer import parameters  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 LOW, HIGH = "HF/STO-3G", "CISD/cc-pVDZ"
@@ -61,7 +61,7 @@ def main() -> None:
             levelup.fit(pre, db, property=LOW, config=levelup.TrainConfig(seed=seed),
                         progress=False)
         for selection in ("one-se", "min"):
-            model, choice = levelup.finetune(pre, train, val, property=HIGH, anchors=db,
+            model, choice = levelup.transfer.recipe(pre, train, val, property=HIGH, anchors=db,
                                              recipe=levelup.LinearRecipe(seed=seed,
                                                                          selection=selection))
             err = (model.predict(db).energies - ref) * KCAL

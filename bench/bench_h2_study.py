@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
-from levelup.studies.h2 import run_h2_study  # noqa: E402
+from levelup.study.tutorial import run_h2_study  # noqa: E402
 
 MLATOM = {  # anchor.md: median (min-max) of seeds 0, 1, 2
     "pretrained": {"all": "0.075 (0.037-0.088)"},
@@ -39,7 +39,7 @@ def one_seed(seed: int) -> dict:
     from ase.optimize import BFGS
 
     from levelup.ase import LevelupCalculator
-    from levelup.modelfile import load_model
+    from levelup.model.files import load_model
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,7 +58,7 @@ import json, os, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 from levelup.qm import label_with_report
-from levelup.studies.h2 import h2_scan
+from levelup.study.tutorial import h2_scan
 
 half = int(sys.argv[1])
 levels = json.loads(sys.argv[2])
@@ -193,7 +193,7 @@ def main() -> None:
 
     from levelup.qm import ProcessExecutor
     from levelup.qm.executors import _close_shared_pools as close_shared_pools
-    from levelup.studies.h2 import h2_scan
+    from levelup.study.tutorial import h2_scan
 
     db = h2_scan()
     distances = db.distance(0, 1)

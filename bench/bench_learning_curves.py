@@ -42,14 +42,14 @@ sys.path.insert(0, str(HERE))
 from results import write_section  # noqa: E402
 
 from levelup.data import Database  # noqa: E402
-from levelup.delta import fit_delta  # noqa: E402
-from levelup.finetune import TransferRecipe, finetune  # noqa: E402
-from levelup.metrics import region_stats  # noqa: E402
-from levelup.model import ANIModel  # noqa: E402
-from levelup.plot import data_efficiency, save_figure  # noqa: E402
+from levelup.model.ani import ANIModel  # noqa: E402
 from levelup.qm import label  # noqa: E402
-from levelup.studies.h2 import HIGH, LOW, h2_scan, tutorial_split  # noqa: E402
-from levelup.train import TrainConfig, fit  # noqa: E402
+from levelup.report.metrics import region_stats  # noqa: E402
+from levelup.report.plots import data_efficiency, save_figure  # noqa: E402
+from levelup.study.tutorial import HIGH, LOW, h2_scan, tutorial_split  # noqa: E402
+from levelup.train.loop import TrainConfig, fit  # noqa: E402
+from levelup.transfer.delta import fit_delta  # noqa: E402
+from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL  # noqa: E402
 
 REGIONS = {"all": (-np.inf, np.inf), "0.9-5.0": (0.9, 5.0), "0.5-0.9": (0.5, 0.9)}

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
 import levelup  # noqa: E402
-from levelup.finetune import TransferRecipe, finetune  # noqa: E402
-from levelup.studies.h2 import tutorial_split  # noqa: E402
-from levelup.transfer import internal_directions, refit_self_energies  # noqa: E402
+from levelup.study.tutorial import tutorial_split  # noqa: E402
+from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
+from levelup.transfer.surgery import internal_directions, refit_self_energies  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

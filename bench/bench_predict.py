@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
 from levelup.data import Database  # noqa: E402
-from levelup.model import ANIModel, Ensemble  # noqa: E402
-from levelup.studies.h2 import h2_scan  # noqa: E402
+from levelup.model.ani import ANIModel, Ensemble  # noqa: E402
+from levelup.study.tutorial import h2_scan  # noqa: E402
 
 HERE = Path(__file__).parent
 TORCHANI_PYTHON = HERE / ".mlatom-venv" / "bin" / "python"

@@ -32,9 +32,9 @@ sys.path.insert(0, str(HERE))
 from results import write_section  # noqa: E402
 
 import levelup  # noqa: E402
-from levelup.finetune import TransferRecipe, finetune  # noqa: E402
-from levelup.lineartransfer import LinearRecipe  # noqa: E402
-from levelup.studies.h2 import tutorial_split  # noqa: E402
+from levelup.study.tutorial import tutorial_split  # noqa: E402
+from levelup.transfer.linear import LinearRecipe  # noqa: E402
+from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 WORK = HERE / "_work"

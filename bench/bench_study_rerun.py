@@ -29,7 +29,7 @@ from results import write_section  # noqa: E402
 def warm_labels() -> str:
     """Make sure the 451 H2 labels are in the user's label cache (instant when they are)."""
     from levelup.qm import label_with_report
-    from levelup.studies.h2 import h2_scan
+    from levelup.study.tutorial import h2_scan
 
     db = h2_scan()
     lines = []

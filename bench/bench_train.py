@@ -102,8 +102,8 @@ def levelup_worker(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     from levelup import Database
-    from levelup.model import ANIModel
-    from levelup.train import TrainConfig, fit
+    from levelup.model.ani import ANIModel
+    from levelup.train.loop import TrainConfig, fit
 
     data = np.load(args.input)
     db = Database(data["species"], data["coordinates"])
@@ -111,7 +111,7 @@ def levelup_worker(args: argparse.Namespace) -> dict:
     recipe = json.loads(args.recipe)
     model = ANIModel(db.elements, seed=args.seed)
     if args.preset_self_energies:
-        # the least squares fit() would do, without levelup.selfenergies' rank diagnostic (an
+        # the least squares fit() would do, without levelup.model.selfenergies' rank diagnostic (an
         # SVD with full_matrices=True, which allocates molecules^2 floats: see RESULTS)
         counts = np.stack([(db.species == z).sum(1) for z in model.elements], 1).astype(float)
         model.set_self_energies(np.linalg.lstsq(counts, data["energies"], rcond=None)[0])
@@ -305,7 +305,7 @@ def write_results(args, rows_ml, rows_same, rows_default, target, big, load) -> 
         "s/epoch column includes the bench's own per-epoch RMSE check over all 451 points "
         "(needed to time when MLatom's accuracy is reached); its reach times exclude it. The "
         "10,000-molecule levelup run is given least-squares self energies computed in the bench: "
-        "levelup.selfenergies' rank diagnostic (an SVD with full_matrices=True) allocates "
+        "levelup.model.selfenergies' rank diagnostic (an SVD with full_matrices=True) allocates "
         "molecules^2 floats, about 1 GB here, which would otherwise dominate the peak memory.",
     ]
     command = ("bash bench/mlatom_env.sh && .venv/bin/python bench/bench_train.py --seeds "

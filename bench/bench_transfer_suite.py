@@ -54,9 +54,9 @@ from protocol import BUDGETS, DATA, SEEDS, held_out, pick  # noqa: E402
 from systems import BY_NAME, SYSTEMS  # noqa: E402
 
 import levelup  # noqa: E402
-from levelup.finetune import TransferRecipe, finetune  # noqa: E402
-from levelup.kerneldelta import fit_kernel_delta  # noqa: E402
-from levelup.lineartransfer import LinearRecipe  # noqa: E402
+from levelup.transfer.kerneldelta import fit_kernel_delta  # noqa: E402
+from levelup.transfer.linear import LinearRecipe  # noqa: E402
+from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 MODELS = HERE / "_work" / "suite_models"
@@ -77,7 +77,7 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
     path = MODELS / f"{name}_seed{seed}_{kind}.pt"
     seconds = 0.0
     if BY_NAME[name].pretrained == "ani-1x" and kind == "default":
-        model = levelup.pretrained("ani-1x", progress=False).members[seed]
+        model = levelup.model.published.catalog("ani-1x", progress=False).members[seed]
     elif path.exists():
         model = levelup.load_model(path)
     else:
@@ -87,7 +87,7 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
             levelup.fit(model, db, property=low, config=levelup.TrainConfig(seed=seed),
                         progress=False)
         else:  # MLatom's recipe, as levelup.compat.mlatom trains
-            from levelup.train import torchani_groups
+            from levelup.train.loop import torchani_groups
 
             levelup.fit(model, db, property=low, config=levelup.TrainConfig.mlatom(seed=seed),
                         param_groups=torchani_groups(model), progress=False)
@@ -102,8 +102,8 @@ def compat_transfer(pre, train, val, high: str, seed: int):
     """MLatom's tutorial step as levelup.compat.mlatom maps it."""
     import copy
 
-    from levelup.train import torchani_groups
-    from levelup.transfer import freeze, refit_self_energies
+    from levelup.train.loop import torchani_groups
+    from levelup.transfer.surgery import freeze, refit_self_energies
 
     model = copy.deepcopy(pre)
     freeze(model, [0, -1])
@@ -169,7 +169,7 @@ def run_one(name: str, seed: int, budgets: list[int], rows: list[str]) -> None:
         elif row == "kernel-delta":
             model = fit_kernel_delta(None, train, val, high=high, low=low, seed=seed)
         elif row == "auto":
-            from levelup.autorecipe import AutoRecipe
+            from levelup.transfer.auto import AutoRecipe
 
             model, choice = finetune(pre, train, val, property=high, anchors=db,
                                      recipe=AutoRecipe(seed=seed))

@@ -58,7 +58,7 @@ def rmse(pred: np.ndarray, ref: np.ndarray, r: np.ndarray, region: str) -> float
 
 def labels() -> dict[str, np.ndarray]:
     from levelup.qm import label
-    from levelup.studies.h2 import HIGH, LOW, h2_scan
+    from levelup.study.tutorial import HIGH, LOW, h2_scan
 
     db = label(label(h2_scan(), LOW, progress=False), HIGH, progress=False)
     out = {"r": db.distance(0, 1), "hf": np.array(db.get(LOW)), "cisd": np.array(db.get(HIGH))}
@@ -80,7 +80,7 @@ def from_torchani(path: Path):
     """TorchANI/MLatom weights (npz) -> levelup ANIModel."""
     import torch
 
-    from levelup.model import ANIModel
+    from levelup.model.ani import ANIModel
 
     w = np.load(path)
     model = ANIModel(["H"], seed=0)
@@ -94,17 +94,17 @@ def compat_tutorial(seed: int) -> dict:
     """examples/mlatom_tutorial.py through the compat layer, in a temporary folder."""
     import torch
 
-    import levelup.train
+    import levelup.train.loop
 
     epochs: list[int] = []
-    fit = levelup.train.fit
+    fit = levelup.train.loop.fit
 
     def counted(*a, **k):
         history = fit(*a, **k)
         epochs.append(len(history.epoch))
         return history
 
-    levelup.train.fit = counted
+    levelup.train.loop.fit = counted
     cwd = os.getcwd()
     tmp = Path(tempfile.mkdtemp(prefix="levelup-protocol-"))
     try:
@@ -113,12 +113,12 @@ def compat_tutorial(seed: int) -> dict:
         t0 = time.perf_counter()
         ns = runpy.run_path(str(ROOT / "examples" / "mlatom_tutorial.py"), run_name="__main__")
         seconds = time.perf_counter() - t0
-        from levelup.modelfile import load_model
+        from levelup.model.files import load_model
 
         np.savez(WORK / f"levelup_s{seed}_pretrained.npz", **to_torchani(load_model("ANI-HF.pt")))
     finally:
         os.chdir(cwd)
-        levelup.train.fit = fit
+        levelup.train.loop.fit = fit
         shutil.rmtree(tmp, ignore_errors=True)
         import matplotlib.pyplot as plt
 
@@ -134,7 +134,7 @@ def compat_transfer(model_npz: Path, seed: int) -> np.ndarray:
     import torch
 
     import levelup.compat.mlatom as ml
-    from levelup.studies.h2 import h2_scan
+    from levelup.study.tutorial import h2_scan
 
     lab = np.load(WORK / "labels.npz")
     tmp = Path(tempfile.mkdtemp(prefix="levelup-protocol-"))
@@ -161,9 +161,9 @@ def compat_transfer(model_npz: Path, seed: int) -> np.ndarray:
 def default_pretrained(seed: int) -> Path:
     """A model pre-trained on the 451 HF energies with levelup's default recipe (what the compat
     layer did before it mapped onto MLatom's recipe)."""
-    from levelup.model import ANIModel
-    from levelup.studies.h2 import LOW, h2_scan
-    from levelup.train import TrainConfig, fit
+    from levelup.model.ani import ANIModel
+    from levelup.study.tutorial import LOW, h2_scan
+    from levelup.train.loop import TrainConfig, fit
 
     lab = np.load(WORK / "labels.npz")
     db = h2_scan()

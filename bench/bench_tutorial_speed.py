@@ -151,10 +151,10 @@ def what_if(seed: int) -> list[str]:
     levelup's default cache), model initialised after torch.manual_seed(seed) as in the run."""
     import torch
 
-    from levelup.model import ANIModel
+    from levelup.model.ani import ANIModel
     from levelup.qm import label
-    from levelup.studies.h2 import LOW, h2_scan
-    from levelup.train import TrainConfig, fit, torchani_groups
+    from levelup.study.tutorial import LOW, h2_scan
+    from levelup.train.loop import TrainConfig, fit, torchani_groups
 
     torch.set_num_threads(1)
     db = label(h2_scan(), LOW, progress=False)
@@ -219,7 +219,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def analysis(runs: dict, ph: dict, epochs: dict, per_epoch: dict) -> str:
     """What the tables say, from this run's numbers."""
-    from levelup.train import TrainConfig
+    from levelup.train.loop import TrainConfig
 
     recipe = TrainConfig.mlatom()  # what the compat layer trains with
     lv, ml, shipped = ph["levelup"], ph["MLatom"], ph["MLatom, PySCF 2 threads"]

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 import levelup
-from levelup import plot
-from levelup.finetune import finetune
-from levelup.kerneldelta import fit_kernel_delta
-from levelup.metrics import region_stats
-from levelup.report import write_run_folder
+from levelup.report import plots as plot
+from levelup.report.markdown import write_run_folder
+from levelup.report.metrics import region_stats
+from levelup.transfer.kerneldelta import fit_kernel_delta
+from levelup.transfer.recipe import finetune
 
 LOW, HIGH = "HF/STO-3G", "CISD/cc-pVDZ"
 # where the errors are measured (H-H distance, Angstrom); below 0.9 there is no training point

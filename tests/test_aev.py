@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from levelup.aev import AEVComputer, AEVParams, NoNeighbourWarning, _neighbour_pairs
+from levelup.model.aev import AEVComputer, AEVParams, NoNeighbourWarning, _neighbour_pairs
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,12 @@ from ase.optimize import BFGS
 
 import levelup
 from levelup.ase import LevelupCalculator
+from levelup.data.sampling import random_distortions
 from levelup.errors import DataError
-from levelup.finetune import finetune
-from levelup.geometry import random_distortions
-from levelup.model import ANIModel, Ensemble
-from levelup.selfenergies import SelfEnergyWarning
-from levelup.studies.h2 import HIGH, LOW, h2_scan, tutorial_split
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.model.selfenergies import SelfEnergyWarning
+from levelup.study.tutorial import HIGH, LOW, h2_scan, tutorial_split
+from levelup.transfer.recipe import finetune
 
 
 # ---------------------------------------------------------------------------------- the edge

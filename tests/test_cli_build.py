@@ -13,8 +13,8 @@ from ase.io import write
 
 from levelup.cli.main import main
 from levelup.data import Database
-from levelup.geometry import random_distortions
-from levelup.model import ANIModel
+from levelup.data.sampling import random_distortions
+from levelup.model.ani import ANIModel
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import numpy as np
 
 from levelup import load_model
 from levelup.cli.main import main
-from levelup.model import ANIModel
-from levelup.studies.h2 import h2_scan
+from levelup.model.ani import ANIModel
+from levelup.study.tutorial import h2_scan
 
 
 def test_finetune_cli_transfers_and_keeps_frozen_layers(tmp_path, capsys):
@@ -34,7 +34,7 @@ def test_finetune_cli_transfers_and_keeps_frozen_layers(tmp_path, capsys):
 
 
 def test_finetune_cli_fine_tunes_every_member_of_an_ensemble(tmp_path, capsys):
-    from levelup.model import Ensemble
+    from levelup.model.ani import Ensemble
 
     db = h2_scan()[::10]
     r = db.distance(0, 1)
@@ -81,7 +81,7 @@ def test_finetune_cli_default_is_the_linear_recipe_and_says_what_it_chose(tmp_pa
     before = np.abs(pre.predict(few).energies - few.get("high")).mean()
     after = np.abs(tuned.predict(few).energies - few.get("high")).mean()
     assert after < before
-    from levelup.modelfile import read_header
+    from levelup.model.files import read_header
 
     assert read_header(tmp_path / "tl.pt")["metadata"]["recipe"]["name"] == "linear"
 
@@ -103,7 +103,7 @@ def test_finetune_cli_refuses_gradient_flags_with_the_linear_recipe(tmp_path, ca
 def test_finetune_cli_fits_high_level_forces(tmp_path, capsys):
     import torch
 
-    from levelup.outputlayer import add_to_parameters, parameters
+    from levelup.transfer.outputlayer import add_to_parameters, parameters
 
     db = h2_scan()[::10]
     pre = ANIModel(["H"], hidden=(16, 8), seed=0, self_energies=[-0.5])

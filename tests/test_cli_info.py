@@ -9,10 +9,10 @@ from ase.build import molecule
 
 from levelup.cli.main import main
 from levelup.data import Database
-from levelup.export import export_torchscript
-from levelup.model import ANIModel, Ensemble
-from levelup.studies.h2 import h2_scan
-from levelup.transfer import freeze
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.model.export import export_torchscript
+from levelup.study.tutorial import h2_scan
+from levelup.transfer.surgery import freeze
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 

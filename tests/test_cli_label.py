@@ -3,7 +3,7 @@ import pytest
 
 from levelup import Database
 from levelup.cli.main import main
-from levelup.studies.h2 import h2_scan
+from levelup.study.tutorial import h2_scan
 
 
 @pytest.fixture(autouse=True)

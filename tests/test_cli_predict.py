@@ -6,8 +6,8 @@ import numpy as np
 
 from levelup.cli.main import main
 from levelup.data import Database
-from levelup.model import ANIModel, Ensemble
-from levelup.studies.h2 import h2_scan
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.study.tutorial import h2_scan
 
 
 def test_predict_writes_energies_and_forces(tmp_path, capsys):

@@ -140,7 +140,7 @@ def test_check_number(value, ok):
 
 
 def test_scan_refuses_an_absurd_number_of_geometries_before_allocating():
-    from levelup.geometry import scan_values
+    from levelup.data.sampling import scan_values
 
     with pytest.raises(Exception, match="2,000,000,000,001 geometries"):
         scan_values(0.5, 2.5, 1e-12)

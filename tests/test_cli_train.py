@@ -153,7 +153,7 @@ def _train_until_progress(tmp_path: Path, h2: Path, epochs: int = 3
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_during_training_writes_the_best_model(tmp_path, h2, signum):
-    from levelup.modelfile import load_model
+    from levelup.model.files import load_model
 
     proc, chunks = _train_until_progress(tmp_path, h2)
     proc.send_signal(signum)

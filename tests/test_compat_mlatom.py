@@ -60,16 +60,16 @@ def test_train_uses_mlatoms_recipe_seeded_by_torch(tmp_path, monkeypatch):
     """ani.train maps onto MLatom's recipe (TrainConfig.mlatom with the user's hyperparameters on
     top, biases by plain SGD) and, like MLatom, takes its random choices from torch's global
     generator: the same torch.manual_seed gives the same model."""
-    import levelup.train
+    import levelup.train.loop
 
     seen = []
-    fit = levelup.train.fit
+    fit = levelup.train.loop.fit
 
     def spy(*args, **kwargs):
         seen.append(kwargs)
         return fit(*args, **kwargs)
 
-    monkeypatch.setattr(levelup.train, "fit", spy)
+    monkeypatch.setattr(levelup.train.loop, "fit", spy)
     db = small_db()
     models = []
     for seed in (5, 5, 6):

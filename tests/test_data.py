@@ -10,7 +10,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.units import Hartree
 
 from levelup import Database, DataError, LevelupError, Molecule
-from levelup.studies.h2 import h2_scan
+from levelup.study.tutorial import h2_scan
 
 
 def water(n=5, seed=0):
@@ -237,7 +237,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "db.h5"
     good = h2_scan()[:5]
     good.save(path)
-    import levelup.data.hdf5 as hdf5
+    import levelup.data.io.hdf5 as hdf5
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from levelup.delta import DeltaModel, fit_delta
-from levelup.model import ANIModel
-from levelup.studies.h2 import h2_scan
-from levelup.train import TrainConfig
+from levelup.model.ani import ANIModel
+from levelup.study.tutorial import h2_scan
+from levelup.train.loop import TrainConfig
+from levelup.transfer.delta import DeltaModel, fit_delta
 
 
 def scan():

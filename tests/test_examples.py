@@ -122,7 +122,7 @@ def test_notebook_and_script_give_the_same_numbers(tmp_path, monkeypatch, sessio
     """Also the compat layer's end-to-end test (issue 5): the tutorial's code, with only the
     import changed, runs through levelup.compat.mlatom with MLatom's meaning."""
     import levelup
-    from levelup.studies.h2 import h2_scan
+    from levelup.study.tutorial import h2_scan
 
     # both runs read the session's labels (computed here once, so they do not race for them)
     for level in ("HF/STO-3G", "CISD/cc-pVDZ"):
@@ -189,7 +189,7 @@ def test_h2_transfer_example_writes_its_run_folder(tmp_path, h2_labels, capsys):
     import runpy
 
     from levelup import Database, load_model
-    from levelup.metrics import error_stats
+    from levelup.report.metrics import error_stats
 
     main = runpy.run_path(str(EXAMPLES / "h2_transfer.py"))["main"]
     out = tmp_path / "run"

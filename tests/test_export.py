@@ -1,4 +1,4 @@
-"""TorchScript export: the scriptable AEV equals levelup.aev; exported models reproduce levelup's
+"""TorchScript export: the scriptable AEV equals levelup.model.aev; exported models reproduce levelup's
 energies and forces (in-process and in a subprocess where levelup cannot be imported); ensembles,
 padding, errors and the CLI."""
 
@@ -15,14 +15,14 @@ import torch
 from ase import Atoms
 from ase.build import molecule
 
-from levelup.aev import AEVComputer, AEVParams
 from levelup.cli.main import main
 from levelup.data import Database
 from levelup.errors import ModelFileError
-from levelup.export import TorchScriptAEV, export_torchscript, read_export_info, script_model
-from levelup.model import ANIModel, Ensemble
+from levelup.model.aev import AEVComputer, AEVParams
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.model.export import TorchScriptAEV, export_torchscript, read_export_info, script_model
 
-# torch >= 2.10 deprecates torch.jit; the export is TorchScript on purpose (see levelup.export)
+# torch >= 2.10 deprecates torch.jit; the export is TorchScript on purpose (see levelup.model.export)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from levelup import ConfigError
-from levelup.finetune import TransferRecipe, finetune, polish
-from levelup.model import ANIModel, Ensemble
-from levelup.studies.h2 import h2_scan, tutorial_split
-from levelup.train import TrainConfig, fit
-from levelup.transfer import ForceAnchor
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.study.tutorial import h2_scan, tutorial_split
+from levelup.train.loop import TrainConfig, fit
+from levelup.transfer.recipe import TransferRecipe, finetune, polish
+from levelup.transfer.surgery import ForceAnchor
 
 
 @pytest.fixture(autouse=True)

@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from levelup import ANIModel, Database, read_study
-from levelup.checkpoint import load_checkpoint, save_checkpoint
 from levelup.cli.main import main
 from levelup.errors import LevelupError
-from levelup.modelfile import load_model, model_to_bytes, read_header
+from levelup.model.files import load_model, model_to_bytes, read_header
+from levelup.train.checkpoint import load_checkpoint, save_checkpoint
 
 EXAMPLES = int(os.environ.get("LEVELUP_FUZZ_EXAMPLES", "200"))
 settings.register_profile(

@@ -12,20 +12,20 @@ from ase.build import molecule
 from ase.units import Hartree, kB
 
 from levelup.data import Database
-from levelup.errors import DataError
-from levelup.geometry import (
-    hessian,
+from levelup.data.normalmodes import normal_modes
+from levelup.data.sampling import (
     moving_fragment,
     normal_mode_distortions,
-    normal_modes,
     random_distortions,
-    read_structure,
     scan_angle,
     scan_dihedral,
     scan_distance,
     scan_values,
 )
-from levelup.model import ANIModel
+from levelup.data.structure import read_structure
+from levelup.errors import DataError
+from levelup.model.ani import ANIModel
+from levelup.properties.hessians import hessian
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Kernel ridge regression of high - low level (levelup.kerneldelta): the delta baseline."""
+"""Kernel ridge regression of high - low level (levelup.transfer.kerneldelta): the delta baseline."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from levelup.data import Database
-from levelup.delta import DeltaModel
 from levelup.errors import DataError, ModelFileError
-from levelup.kerneldelta import (
+from levelup.transfer.delta import DeltaModel
+from levelup.transfer.kerneldelta import (
     KINDS,
     fit_kernel_correction,
     fit_kernel_delta,
@@ -64,7 +64,7 @@ def test_h2_tutorial_points_give_the_cisd_curve_to_a_fraction_of_a_kcal(h2_label
     """HF/STO-3G + kernel delta from the tutorial's 10 + 2 CISD points (pooled): 0.16 kcal/mol
     over all 451 geometries, 0.04 over 0.9-5.0 Angstrom (measured); the neural delta gives 51,
     transfer learning 0.5-0.8."""
-    from levelup.studies.h2 import tutorial_split
+    from levelup.study.tutorial import tutorial_split
 
     db = h2_tutorial(h2_labels)
     train, val = tutorial_split(db)

@@ -10,8 +10,8 @@ import torch
 
 from levelup.data import Database
 from levelup.errors import ConfigError, DataError
-from levelup.finetune import LinearRecipe, finetune, recipe
-from levelup.lineartransfer import (
+from levelup.model.ani import ANIModel
+from levelup.transfer.linear import (
     LinearChoice,
     cross_validate,
     cv_partitions,
@@ -19,8 +19,8 @@ from levelup.lineartransfer import (
     fold_indices,
     linear_transfer,
 )
-from levelup.model import ANIModel
-from levelup.outputlayer import add_to_parameters, feature_derivatives, features, parameters
+from levelup.transfer.outputlayer import add_to_parameters, feature_derivatives, features, parameters
+from levelup.transfer.recipe import LinearRecipe, finetune, recipe
 
 SMALL = LinearRecipe(anchor=(0.0, 1e-3), smoothness=(0.0, 1e-4), ridge=(1e-4, 1e-2),
                      force_weight=(0.3, 3.0), anchor_geometries=8)
@@ -159,7 +159,7 @@ def test_cross_validation_never_sees_the_held_out_fold():
 
 
 def test_finetune_defaults_to_it_and_tunes_each_ensemble_member():
-    from levelup.model import Ensemble
+    from levelup.model.ani import Ensemble
 
     model, anchors = _model(), _water(20, 13)
     points = _label(_water(10, 14), _target(model))
@@ -204,8 +204,8 @@ def test_choice_round_trips_through_json(tmp_path):
 
 
 def test_auto_recipe_keeps_the_candidate_that_cross_validates_better():
-    from levelup.autorecipe import AutoChoice, AutoRecipe
-    from levelup.finetune import TransferRecipe
+    from levelup.transfer.auto import AutoChoice, AutoRecipe
+    from levelup.transfer.recipe import TransferRecipe
 
     model, anchors = _model(), _water(20, 18)
     points = _label(_water(12, 19), _target(model, seed=4))  # exactly linear-representable

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from levelup.errors import DataError
-from levelup.metrics import H2_REGIONS, error_stats, region_mask, region_stats, signed_errors
+from levelup.report.metrics import H2_REGIONS, error_stats, region_mask, region_stats, signed_errors
 from levelup.units import HARTREE_TO_KCALMOL
 
 K = HARTREE_TO_KCALMOL

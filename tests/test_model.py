@@ -8,7 +8,7 @@ import torch
 
 from levelup.data import Database
 from levelup.errors import ConfigError, DataError
-from levelup.model import ANIModel, Ensemble
+from levelup.model.ani import ANIModel, Ensemble
 
 SELF = {"H": -0.6, "C": -38.1, "N": -54.6, "O": -75.2}
 
@@ -205,8 +205,8 @@ def test_single_member_ensemble_and_hessian_only(hcno):
 
 
 def test_ani2x_preset_model():
-    from levelup.aev import AEVParams
-    from levelup.networks import ANI2X_HIDDEN
+    from levelup.model.aev import AEVParams
+    from levelup.model.networks import ANI2X_HIDDEN
 
     m = ANIModel(["H", "C", "N", "O", "S", "F", "Cl"], aev=AEVParams.ani2x(), hidden=ANI2X_HIDDEN,
                  seed=0)

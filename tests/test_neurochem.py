@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from levelup import neurochem
 from levelup.errors import LevelupError, ModelFileError
+from levelup.model.published import neurochem
 
 # The AEV constants file of ANI-1x as shipped in the torchani 2.2.4 wheel (first lines).
 ANI1X_PARAMS = """TM = 1

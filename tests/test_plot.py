@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from levelup.errors import ConfigError, DataError
-from levelup.plot import (
+from levelup.report.plots import (
     data_efficiency,
     energy_curves,
     error_curves,
@@ -149,7 +149,7 @@ def history_dict(n, *, val=True, best=None):
 
 
 def test_learning_curves_from_dicts_and_history_objects():
-    from levelup.train import History
+    from levelup.train.loop import History
 
     h = History.from_dict(history_dict(20, best=15))
     fig = learning_curves({"pretrain": h, "transfer": history_dict(8, val=False)})
@@ -167,7 +167,7 @@ def test_learning_curves_from_dicts_and_history_objects():
 
 
 def test_learning_curves_learning_rate_axis(tmp_path):
-    from levelup.train import History
+    from levelup.train.loop import History
 
     History.from_dict(history_dict(5)).save(tmp_path / "h.json")
     fig = learning_curves({"a": History.load(tmp_path / "h.json")}, lr=True)
@@ -249,8 +249,8 @@ def test_plot_and_report_never_import_pyplot(tmp_path):
 
     code = (
         "import sys, numpy as np\n"
-        "from levelup.plot import energy_curves, parity, save_figure\n"
-        "from levelup.report import write_run_folder\n"
+        "from levelup.report.plots import energy_curves, parity, save_figure\n"
+        "from levelup.report.markdown import write_run_folder\n"
         "r = np.linspace(0.5, 5, 20)\n"
         "f = energy_curves(r, {'a': -1 + 0.1 * r})\n"
         f"write_run_folder({str(tmp_path)!r}, title='t', metrics={{}}, figures={{'a': f}})\n"

@@ -11,13 +11,13 @@ import pytest
 import torch
 from test_neurochem import TINY_SAE, TINY_SIZES, make_wheel, write_neurochem
 
-from levelup import neurochem
-from levelup.aev import AEVParams
 from levelup.cli.main import main
 from levelup.data import Database
 from levelup.errors import DataError, LevelupError, ModelFileError
-from levelup.model import ANIModel, Ensemble
-from levelup.pretrained import aev_params, cache_dir, fetch, pretrained, wheel_path
+from levelup.model.aev import AEVParams
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.model.published import neurochem
+from levelup.model.published.catalog import aev_params, cache_dir, fetch, pretrained, wheel_path
 
 # a water molecule and a stretched one (Angstrom)
 WATER = np.array([[[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]],
@@ -140,7 +140,7 @@ def test_download_failure_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_cli_writes_a_model_file(tiny_wheel, tmp_path, capsys):
-    from levelup.modelfile import load_model
+    from levelup.model.files import load_model
 
     out = tmp_path / "tiny.model"
     assert main(["pretrained", "ani-1x", "--from", str(tiny_wheel[0]), "-o", str(out)]) == 0

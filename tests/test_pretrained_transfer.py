@@ -1,6 +1,6 @@
 """The transfer toolkit on the published ANI-1x ensemble (issue 7): freeze on every member,
 refit self energies, fine-tune one member and every member (a loop over members with
-``levelup.train.fit``, and ``levelup.finetune.finetune`` on the Ensemble), delta-learning on top
+``levelup.train.loop.fit``, and ``levelup.transfer.recipe.finetune`` on the Ensemble), delta-learning on top
 of ANI-1x, the ensemble's uncertainty, and save/load of the fine-tuned ensemble.
 
 The new level is HF/STO-3G on a few distorted water, methane and H2 molecules (labelled by
@@ -21,15 +21,15 @@ import pytest
 import torch
 
 from levelup.data import Database
-from levelup.delta import DeltaModel, fit_delta
-from levelup.finetune import TransferRecipe, finetune
-from levelup.model import ANIModel, Ensemble
-from levelup.modelfile import load_metadata, load_model
-from levelup.pretrained import pretrained, wheel_path
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.model.files import load_metadata, load_model
+from levelup.model.published.catalog import pretrained, wheel_path
+from levelup.model.selfenergies import SelfEnergyWarning
 from levelup.qm import label
-from levelup.selfenergies import SelfEnergyWarning
-from levelup.train import TrainConfig, fit
-from levelup.transfer import freeze, frozen_parameters, refit_self_energies
+from levelup.train.loop import TrainConfig, fit
+from levelup.transfer.delta import DeltaModel, fit_delta
+from levelup.transfer.recipe import TransferRecipe, finetune
+from levelup.transfer.surgery import freeze, frozen_parameters, refit_self_energies
 from levelup.units import HARTREE_TO_KCALMOL
 
 LEVEL = "HF/STO-3G"

@@ -17,7 +17,7 @@ from levelup.qm import DaskExecutor, ProcessExecutor, SerialExecutor, label, lab
 from levelup.qm.calculators import Job
 from levelup.qm.executors import make_executor
 from levelup.qm.levels import parse_level
-from levelup.studies.h2 import h2_scan
+from levelup.study.tutorial import h2_scan
 
 
 @pytest.fixture(autouse=True)

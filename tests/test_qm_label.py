@@ -17,7 +17,7 @@ from levelup.qm import (
     label,
     label_with_report,
 )
-from levelup.studies.h2 import h2_scan
+from levelup.study.tutorial import h2_scan
 
 WATER = np.array([[0.0, 0.0, 0.0], [0.0, 0.757, 0.587], [0.0, -0.757, 0.587]])
 STRETCHED_WATER = np.array([[0.0, 0.0, 0.0], [0.0, 2.0, 1.5], [0.0, -2.0, 1.5]])

@@ -15,7 +15,7 @@ from levelup.data.validate import check_electrons, electron_problem
 from levelup.errors import DataError
 from levelup.qm import label, label_with_report
 from levelup.qm.executors import SerialExecutor, available_cores, make_executor
-from levelup.studies.h2 import h2_scan
+from levelup.study.tutorial import h2_scan
 
 
 @pytest.fixture(autouse=True)

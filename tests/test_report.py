@@ -10,9 +10,14 @@ import numpy as np
 import pytest
 
 from levelup.errors import ConfigError, DataError
-from levelup.metrics import H2_REGIONS, region_stats
-from levelup.plot import energy_curves, parity
-from levelup.report import flat_metrics, metrics_table_markdown, rmse_table_markdown, write_run_folder
+from levelup.report.markdown import (
+    flat_metrics,
+    metrics_table_markdown,
+    rmse_table_markdown,
+    write_run_folder,
+)
+from levelup.report.metrics import H2_REGIONS, region_stats
+from levelup.report.plots import energy_curves, parity
 from levelup.units import HARTREE_TO_KCALMOL
 
 K = HARTREE_TO_KCALMOL

@@ -21,12 +21,12 @@ import pytest
 import torch
 
 from levelup import ANIModel, Database
-from levelup.checkpoint import load_checkpoint
 from levelup.cli.main import main
-from levelup.data.asefiles import SAFE_FORMATS
+from levelup.data.io.asefiles import SAFE_FORMATS
 from levelup.errors import ConfigError, DataError, ModelFileError
-from levelup.export import EXTRA_FILE, read_export_info
-from levelup.modelfile import load_model, model_to_bytes, read_header
+from levelup.model.export import EXTRA_FILE, read_export_info
+from levelup.model.files import load_model, model_to_bytes, read_header
+from levelup.train.checkpoint import load_checkpoint
 
 
 class _Evil(torch.nn.Module):
@@ -107,7 +107,7 @@ def test_info_in_a_subprocess_never_runs_the_payload(tmp_path):
 
 
 def test_model_readers_refuse_torchscript(tmp_path, capsys):
-    """predict, finetune and export read models through levelup.modelfile, which refuses zips."""
+    """predict, finetune and export read models through levelup.model.files, which refuses zips."""
     marker = tmp_path / "PWNED"
     path = _evil_torchscript(tmp_path / "evil.ts", marker)
     for read in (load_model, read_header):
@@ -245,7 +245,7 @@ def test_hand_edited_model_header_is_a_levelup_error(tmp_path, capsys):
 
 def test_xyz_diagnosis_stops_on_a_negative_atom_count(tmp_path):
     """Found by the fuzzer: a negative count once sent the column check into an endless loop."""
-    from levelup.data.asefiles import _xyz_problem
+    from levelup.data.io.asefiles import _xyz_problem
 
     path = tmp_path / "neg.xyz"
     path.write_text("1\n\nH 0 0 0\n-2\nx\nH 0 0\n")

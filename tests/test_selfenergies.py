@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from levelup.errors import DataError
-from levelup.selfenergies import (
+from levelup.model.selfenergies import (
     SelfEnergyWarning,
     composition_counts,
     fit_self_energies,

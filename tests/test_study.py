@@ -1,4 +1,4 @@
-"""Study files (levelup.studyfile) and running them with the step cache (levelup.studyrun)."""
+"""Study files (levelup.study.schema) and running them with the step cache (levelup.study.runner)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from levelup.errors import ConfigError
-from levelup.studyfile import parse_study, read_study
-from levelup.studyrun import build_geometries, run_study, select
+from levelup.study.runner import build_geometries, run_study, select
+from levelup.study.schema import parse_study, read_study
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "h2_tutorial.toml"
 STEPS = ["labels", "pretrained", "transfer", "scratch", "delta", "outputs"]
@@ -147,13 +147,13 @@ def test_switching_the_delta_method_refits_only_the_delta_model(first_run, tmp_p
 
 
 def test_a_killed_run_keeps_the_models_it_finished(tmp_path, monkeypatch):
-    import levelup.kerneldelta
+    import levelup.transfer.kerneldelta
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
     path = write_study(tmp_path)
-    monkeypatch.setattr(levelup.kerneldelta, "fit_kernel_delta", killed)
+    monkeypatch.setattr(levelup.transfer.kerneldelta, "fit_kernel_delta", killed)
     with pytest.raises(KeyboardInterrupt):
         run_study(path, progress=False)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -200,8 +200,8 @@ def test_delta_on_low_level_labels(tmp_path):
 
 
 def test_file_and_distortion_sources(tmp_path):
-    from levelup.studies.h2 import h2_scan
-    from levelup.studyrun import scan_coordinate
+    from levelup.study.runner import scan_coordinate
+    from levelup.study.tutorial import h2_scan
 
     h2_scan()[::50].write(tmp_path / "frames.extxyz")
     study = parse_study({**BASE, "geometries": {"source": "file", "path": "frames.extxyz"},
@@ -226,7 +226,7 @@ def test_file_and_distortion_sources(tmp_path):
 
 
 def test_tutorial_selection_is_the_tutorials_split():
-    from levelup.studies.h2 import h2_scan, tutorial_split
+    from levelup.study.tutorial import h2_scan, tutorial_split
 
     study = read_study(EXAMPLE)
     db = build_geometries(study.geometries)
@@ -242,7 +242,7 @@ def selection(**table):
     study = parse_study({"geometries": {"source": "h2_tutorial"},
                          "levels": {"low": "HF/STO-3G", "high": "CISD/cc-pVDZ"},
                          "selection": table})
-    from levelup.studies.h2 import h2_scan
+    from levelup.study.tutorial import h2_scan
 
     return select(study.selection, h2_scan())
 
@@ -275,8 +275,8 @@ def test_the_shipped_example_reads_as_the_tutorial_study():
     assert study.compare == ("transfer", "scratch", "delta")
     assert study.output.folder == EXAMPLE.parent / "runs" / "h2_tutorial"
     assert [r[0] for r in study.output.regions] == ["all", "0.5-2.5", "0.9-5.0", "0.5-0.9"]
-    from levelup.finetune import LinearRecipe
-    from levelup.train import TrainConfig
+    from levelup.train.loop import TrainConfig
+    from levelup.transfer.recipe import LinearRecipe
 
     assert study.transfer == LinearRecipe(seed=0)
     assert study.pretrain == TrainConfig(seed=0) == study.scratch == study.delta
@@ -364,7 +364,7 @@ def test_paths_are_relative_to_the_study_file(tmp_path):
 
 
 def test_transfer_recipe_auto_reads_its_candidates():
-    from levelup.autorecipe import AutoRecipe
+    from levelup.transfer.auto import AutoRecipe
 
     study = parse_study({**BASE, "transfer": {"recipe": "auto", "candidates": ["linear",
                                                                                 "mlatom"]}})

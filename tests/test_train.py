@@ -1,5 +1,5 @@
-"""fit(), TrainConfig, History, checkpoints and the cached training layout (levelup.train,
-levelup.batching, levelup.checkpoint).
+"""fit(), TrainConfig, History, checkpoints and the cached training layout (levelup.train.loop,
+levelup.train.batching, levelup.train.checkpoint).
 
 Synthetic labels: a Morse pair potential (closed form, with analytic forces) on small random
 molecules, so that every test trains for a few epochs in well under a second or two.
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from levelup.batching import CachedEnergies, trainable_split
 from levelup.data import Database
 from levelup.errors import ConfigError, DataError
-from levelup.model import ANIModel
-from levelup.optim import FlatAdamW, Plateau
-from levelup.train import History, TrainConfig, fit, torchani_groups
+from levelup.model.ani import ANIModel
+from levelup.train.batching import CachedEnergies, trainable_split
+from levelup.train.loop import History, TrainConfig, fit, torchani_groups
+from levelup.train.optim import FlatAdamW, Plateau
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -193,7 +193,7 @@ def test_flat_adamw_is_torch_adamw(bias_lr):
 
 
 def test_handwritten_gradients_equal_autograd():
-    """levelup.backprop's loss and gradients equal autograd's on the same batch: mixed
+    """levelup.train.backprop's loss and gradients equal autograd's on the same batch: mixed
     compositions, a frozen middle layer, and an element absent from a batch."""
     db = make_db(12, kinds=("H2O", "CH4", "H2O", "H2O"))
     model = small_model()
@@ -483,7 +483,7 @@ def test_interrupt_restores_the_best_weights_and_keeps_the_history():
     """Ctrl-C during the epochs (here raised by the callback after epoch 6): fit restores the
     best epoch's weights and raises TrainingInterrupted (a KeyboardInterrupt) carrying the
     history of the finished epochs."""
-    from levelup.train import TrainingInterrupted
+    from levelup.train.loop import TrainingInterrupted
 
     db = make_db(30)
     model = small_model()
@@ -526,7 +526,7 @@ def test_cli_train_writes_model_and_history(tmp_path, capsys):
     import dataclasses
 
     from levelup.cli.main import build_parser, main
-    from levelup.modelfile import load_model
+    from levelup.model.files import load_model
 
     db = make_db(24, kinds=("H2", "H2O"))
     db.save(tmp_path / "train.h5")
@@ -553,7 +553,7 @@ def test_h2_hf_accuracy_with_the_default_recipe(h2_labels):
     """The issue's accuracy target: trained on the tutorial's 451 HF/STO-3G energies with the
     default recipe, RMSE vs HF over all 451 points <= 0.04 kcal/mol (MLatom 3.25: 0.075 median).
     About 20 s on one core; deterministic (fixed seed, one thread)."""
-    from levelup.studies.h2 import h2_scan
+    from levelup.study.tutorial import h2_scan
 
     db = h2_scan()
     db.set("HF/STO-3G", h2_labels["hf"])

@@ -9,10 +9,10 @@ import torch
 
 from levelup import ConfigError
 from levelup.data import Database
-from levelup.model import ANIModel, Ensemble
-from levelup.studies.h2 import h2_scan
-from levelup.train import TrainConfig, fit
-from levelup.transfer import (
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.study.tutorial import h2_scan
+from levelup.train.loop import TrainConfig, fit
+from levelup.transfer.surgery import (
     L2SP,
     ForceAnchor,
     SmoothCorrection,

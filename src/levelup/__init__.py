@@ -12,84 +12,77 @@ The path of a study::
     levelup.freeze(model, [0, -1])                      # transfer
     levelup.refit_self_energies(model, few, "CISD/cc-pVDZ")
     levelup.fit(model, few, property="CISD/cc-pVDZ", config=levelup.TrainConfig(learning_rate=1e-4))
+
+The names below are loaded on first use (PEP 562), so ``import levelup`` stays cheap and
+imports neither torch nor PySCF; each lives in the module named beside it.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .aev import AEVParams  # noqa: E402
-from .data import Database, Molecule, PropertyInfo  # noqa: E402
-from .errors import (  # noqa: E402
-    ConfigError,
-    DataError,
-    LabelError,
-    LevelOfTheoryError,
-    LevelupError,
-    ModelFileError,
-)
-from .finetune import TransferRecipe, finetune  # noqa: E402
-from .kerneldelta import fit_kernel_delta  # noqa: E402
-from .lineartransfer import LinearChoice, LinearRecipe, linear_transfer  # noqa: E402
-from .model import ANIModel, Ensemble  # noqa: E402
-from .modelfile import load_model  # noqa: E402
-from .predict import Prediction  # noqa: E402
-from .pretrained import pretrained  # noqa: E402
-from .qm import atom_energies, label  # noqa: E402
-from .studyfile import Study, read_study  # noqa: E402
-from .studyrun import StudyResult, run_study  # noqa: E402
-from .train import History, TrainConfig, fit  # noqa: E402
-from .transfer import (  # noqa: E402
-    L2SP,
-    add_layer,
-    freeze,
-    parameter_groups,
-    refit_self_energies,
-    reinitialize,
-    replace_output,
-    self_energies_from_atoms,
-    set_self_energies,
-    unfreeze,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "AEVParams",
-    "ANIModel",
-    "ConfigError",
-    "DataError",
-    "Database",
-    "Ensemble",
-    "History",
-    "L2SP",
-    "LinearChoice",
-    "LinearRecipe",
-    "LabelError",
-    "LevelOfTheoryError",
-    "LevelupError",
-    "ModelFileError",
-    "Molecule",
-    "Prediction",
-    "PropertyInfo",
-    "Study",
-    "StudyResult",
-    "TrainConfig",
-    "TransferRecipe",
-    "__version__",
-    "add_layer",
-    "atom_energies",
-    "finetune",
-    "fit",
-    "fit_kernel_delta",
-    "freeze",
-    "label",
-    "linear_transfer",
-    "load_model",
-    "parameter_groups",
-    "pretrained",
-    "read_study",
-    "refit_self_energies",
-    "reinitialize",
-    "replace_output",
-    "run_study",
-    "self_energies_from_atoms",
-    "set_self_energies",
-    "unfreeze",
-]
+from levelup._version import __version__ as __version__
+
+# public name -> module that defines it
+_EXPORTS = {
+    "AEVParams": "levelup.model.aev",
+    "Database": "levelup.data.database",
+    "PropertyInfo": "levelup.data.database",
+    "Molecule": "levelup.data.molecule",
+    "ConfigError": "levelup.errors",
+    "DataError": "levelup.errors",
+    "LabelError": "levelup.errors",
+    "LevelOfTheoryError": "levelup.errors",
+    "LevelupError": "levelup.errors",
+    "ModelFileError": "levelup.errors",
+    "TransferRecipe": "levelup.transfer.recipe",
+    "finetune": "levelup.transfer.recipe",
+    "fit_kernel_delta": "levelup.transfer.kerneldelta",
+    "LinearChoice": "levelup.transfer.linear",
+    "LinearRecipe": "levelup.transfer.linear",
+    "linear_transfer": "levelup.transfer.linear",
+    "ANIModel": "levelup.model.ani",
+    "Ensemble": "levelup.model.ani",
+    "load_model": "levelup.model.files",
+    "Prediction": "levelup.model.predict",
+    "pretrained": "levelup.model.published.catalog",
+    "atom_energies": "levelup.qm.atoms",
+    "label": "levelup.qm.label",
+    "Study": "levelup.study.schema",
+    "read_study": "levelup.study.schema",
+    "StudyResult": "levelup.study.runner",
+    "run_study": "levelup.study.runner",
+    "History": "levelup.train.loop",
+    "TrainConfig": "levelup.train.config",
+    "fit": "levelup.train.loop",
+    "L2SP": "levelup.transfer.surgery",
+    "add_layer": "levelup.transfer.surgery",
+    "freeze": "levelup.transfer.surgery",
+    "parameter_groups": "levelup.transfer.surgery",
+    "refit_self_energies": "levelup.transfer.surgery",
+    "reinitialize": "levelup.transfer.surgery",
+    "replace_output": "levelup.transfer.surgery",
+    "self_energies_from_atoms": "levelup.transfer.surgery",
+    "set_self_energies": "levelup.transfer.surgery",
+    "unfreeze": "levelup.transfer.surgery",
+}
+_SUBPACKAGES = ("cli", "compat", "data", "model", "qm", "report", "study", "train", "transfer")
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562) and cache the name here."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"levelup.{name}")
+    else:
+        raise AttributeError(f"module 'levelup' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, *_SUBPACKAGES])

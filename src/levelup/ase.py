@@ -22,13 +22,13 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.units import Hartree
 
-from .errors import DataError
-from .model import ANIModel, Ensemble
-from .predict import model_on, resolve_device
+from levelup.errors import DataError
+from levelup.model.ani import ANIModel, Ensemble
+from levelup.model.predict import model_on, resolve_device
 
 
 class LevelupCalculator(Calculator):
-    """ASE calculator for an :class:`~levelup.model.ANIModel` or :class:`~levelup.model.Ensemble`.
+    """ASE calculator for an :class:`~levelup.model.ani.ANIModel` or :class:`~levelup.model.ani.Ensemble`.
 
     Args:
         model: the model, or the path of a model file (:func:`levelup.load_model`).
@@ -52,7 +52,7 @@ class LevelupCalculator(Calculator):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(model, (str, os.PathLike)):
-            from .modelfile import load_model
+            from levelup.model.files import load_model
 
             model = load_model(model)
         if not isinstance(model, (ANIModel, Ensemble)):

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .errors import DataError
+from levelup.errors import DataError
 
 # fmt: off
 SYMBOLS: tuple[str, ...] = (

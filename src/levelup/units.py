@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from .errors import DataError
+from levelup.errors import DataError
 
 #: Length unit of coordinates everywhere in levelup.
 LENGTH = "Angstrom"

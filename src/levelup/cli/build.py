@@ -14,20 +14,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import Database
-from ..errors import ConfigError
-from ..geometry import (
+from levelup.cli.common import (
+    check_number,
+    molecules_file,
+    output_file,
+    read_database,
+    read_model,
+    write_database,
+)
+from levelup.data import Database
+from levelup.data.sampling import (
     MAX_GEOMETRIES,
-    hessian,
     normal_mode_distortions,
     random_distortions,
-    read_structure,
     scan_angle,
     scan_dihedral,
     scan_distance,
     scan_values,
 )
-from .common import check_number, molecules_file, output_file, read_database, read_model, write_database
+from levelup.data.structure import read_structure
+from levelup.errors import ConfigError
+from levelup.properties.hessians import hessian
 
 EXAMPLE = """examples:
   levelup build scan h2.xyz --bond 0 1 --from 0.5 --to 2.5 --step 0.05 -o h2_scan.h5

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from levelup.errors import ConfigError, DataError
 
 #: suffixes of levelup's native HDF5 database format
 NATIVE_SUFFIXES = (".h5", ".hdf5")
@@ -169,7 +169,7 @@ def molecules_file(path: str | os.PathLike, what: str = "input") -> Path:
 def read_database(path: str | os.PathLike, what: str = "input", *, allow_empty: bool = False):
     """Read a database file (native HDF5 or anything ASE reads) after :func:`molecules_file`;
     no molecules (unless ``allow_empty``) is a DataError."""
-    from ..data import Database
+    from levelup.data import Database
 
     p = molecules_file(path, what)
     db = Database.read(p)
@@ -181,8 +181,8 @@ def read_database(path: str | os.PathLike, what: str = "input", *, allow_empty: 
 def read_model(path: str | os.PathLike, what: str = "model"):
     """Load a model file after :func:`input_file`; a database or an empty file given as the model
     is a ModelFileError that says so."""
-    from ..errors import ModelFileError
-    from ..modelfile import load_model
+    from levelup.errors import ModelFileError
+    from levelup.model.files import load_model
 
     p = input_file(path, what)
     head = _head(p)

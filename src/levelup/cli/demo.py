@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import ConfigError
-from .common import output_folder
+from levelup.cli.common import output_folder
+from levelup.errors import ConfigError
 
 EXAMPLE = """examples:
   levelup demo --out runs/demo
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..studies.h2 import run_h2_study
+    from levelup.study.tutorial import run_h2_study
 
     out = output_folder(args.out)
     if args.cache is not None and Path(args.cache).is_dir():

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..export import export_torchscript, read_export_info
-from ..modelfile import load_metadata
-from .common import input_file, output_file, read_model
+from levelup.cli.common import input_file, output_file, read_model
+from levelup.model.export import export_torchscript, read_export_info
+from levelup.model.files import load_metadata
 
 EXAMPLE = """example:
   levelup export h2.pt -o h2.ts

@@ -1,12 +1,12 @@
 """``levelup finetune MODEL DATABASE -o OUT --property NAME``: transfer a pre-trained model to a
 new level of theory from a few labelled molecules.
 
-By default it runs levelup's linear recipe (:class:`levelup.lineartransfer.LinearRecipe`): the
+By default it runs levelup's linear recipe (:class:`levelup.transfer.linear.LinearRecipe`): the
 output layers refitted by one linear solve, with the strengths of a force anchor on
 ``--anchors``, a smoothness prior and a ridge chosen by k-fold cross-validation over the
 molecules of DATABASE (and ``--validation``); it prints what it chose and the cross-validated
 error. ``--forces PROP`` fits high-level forces too. ``--recipe anchored|force-anchor|plain|
-mlatom`` runs a gradient recipe (:class:`levelup.finetune.TransferRecipe`) instead, whose fields
+mlatom`` runs a gradient recipe (:class:`levelup.transfer.recipe.TransferRecipe`) instead, whose fields
 ``--freeze``, ``--lr`` and the other flags change one to one. The transferred model is written to
 OUT; MODEL is left as it is.
 """
@@ -17,9 +17,9 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ..errors import ConfigError, DataError
-from ..finetune import RECIPES, LinearRecipe, TransferRecipe, finetune, recipe
-from .common import check_number, input_file, output_file, read_database, read_model
+from levelup.cli.common import check_number, input_file, output_file, read_database, read_model
+from levelup.errors import ConfigError, DataError
+from levelup.transfer.recipe import RECIPES, LinearRecipe, TransferRecipe, finetune, recipe
 
 EXAMPLE = """examples:
   levelup finetune ani-hf.pt cisd12.h5 -o ani-cisd.pt --property CISD/cc-pVDZ --anchors h2.h5

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Database
-from ..elements import symbol
-from ..errors import DataError, ModelFileError
-from ..modelfile import read_header
+from levelup.data import Database
+from levelup.elements import symbol
+from levelup.errors import DataError, ModelFileError
+from levelup.model.files import read_header
 
 EXAMPLE = """examples:
   levelup info h2.h5
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if kind == "model":
         lines = _described(describe_model, read_header(path), path, "levelup header")
     elif kind == "torchscript":
-        from ..export import EXTRA_FILE, read_export_info
+        from levelup.model.export import EXTRA_FILE, read_export_info
 
         lines = _described(describe_export, read_export_info(path), path, EXTRA_FILE)
     else:
@@ -197,7 +197,7 @@ def _aev_line(aev: dict[str, Any], n_elements: int) -> str:
 
 
 def describe_model(header: dict[str, Any]) -> list[str]:
-    """Lines describing a model file from its header (see :mod:`levelup.modelfile`)."""
+    """Lines describing a model file from its header (see :mod:`levelup.model.files`)."""
     members = header.get("members") or []
     kind = header.get("kind", "?")
     title = (f"levelup model file (format {header.get('format_version')}, written by levelup "

@@ -10,11 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..qm.label import label_with_report
-from ..qm.levels import forces_mode, parse_level
-from ..qm.settings import LabelSettings
-from .common import check_number, input_file, output_file, read_database, write_database
+from levelup.cli.common import check_number, input_file, output_file, read_database, write_database
+from levelup.errors import ConfigError
+from levelup.qm.label import label_with_report
+from levelup.qm.levels import forces_mode, parse_level
+from levelup.qm.settings import LabelSettings
 
 EXAMPLE = """examples:
   levelup label h2.h5 HF/STO-3G -o h2_hf.h5

@@ -21,8 +21,8 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 
-from .. import __version__
-from ..errors import LevelupError
+from levelup._version import __version__
+from levelup.errors import LevelupError
 
 _NOT_SUBCOMMANDS = {"main", "common"}
 #: exit code after Ctrl-C or SIGTERM (128 + SIGINT)

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Database
-from ..elements import symbol
-from ..errors import ConfigError, DataError
-from ..units import ENERGY
-from .common import input_file, output_file, read_database
+from levelup.cli.common import input_file, output_file, read_database
+from levelup.data import Database
+from levelup.elements import symbol
+from levelup.errors import ConfigError, DataError
+from levelup.units import ENERGY
 
 COORDINATES = {"distance": 2, "angle": 3, "dihedral": 4}
 MAX_DPI = 2400
@@ -192,7 +192,7 @@ def _check(args: argparse.Namespace, inputs: list[str | None]) -> None:
 
 
 def _save(fig: Any, output: str, dpi: float) -> list[Path]:
-    from ..plot import save_figure
+    from levelup.report.plots import save_figure
 
     return save_figure(fig, Path(output), _formats(output), dpi=dpi)
 
@@ -221,7 +221,7 @@ def _split_pair(text: str, option: str, form: str) -> tuple[str, str]:
 
 
 def run_curves(args: argparse.Namespace) -> int:
-    from ..plot import energy_curves
+    from levelup.report.plots import energy_curves
 
     _check(args, [args.database, *(_points_file(item) for item in args.points)])
     db = read_database(args.database)
@@ -254,7 +254,7 @@ def run_curves(args: argparse.Namespace) -> int:
 
 
 def _print_stats(reference: np.ndarray, predicted: dict[str, np.ndarray], name: str) -> None:
-    from ..metrics import error_stats
+    from levelup.report.metrics import error_stats
 
     for label, values in predicted.items():
         s = error_stats(values, reference)
@@ -264,7 +264,7 @@ def _print_stats(reference: np.ndarray, predicted: dict[str, np.ndarray], name: 
 
 
 def run_errors(args: argparse.Namespace) -> int:
-    from ..plot import error_curves
+    from levelup.report.plots import error_curves
 
     _check(args, [args.database])
     db = read_database(args.database)
@@ -287,7 +287,7 @@ def run_errors(args: argparse.Namespace) -> int:
 
 
 def run_parity(args: argparse.Namespace) -> int:
-    from ..plot import parity
+    from levelup.report.plots import parity
 
     _check(args, [args.database])
     db = read_database(args.database)
@@ -317,7 +317,7 @@ def _read_history(path: str) -> dict[str, Any]:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    from ..plot import learning_curves
+    from levelup.report.plots import learning_curves
 
     _check(args, args.histories)
     labels = args.labels or [Path(p).name.removesuffix(".json") for p in args.histories]

@@ -12,10 +12,10 @@ import argparse
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from ..model import Ensemble
-from ..units import ENERGY, FORCE, HARTREE_TO_KCALMOL
-from .common import new_property, output_file, read_database, read_model, write_database
+from levelup.cli.common import new_property, output_file, read_database, read_model, write_database
+from levelup.errors import ConfigError, DataError
+from levelup.model.ani import Ensemble
+from levelup.units import ENERGY, FORCE, HARTREE_TO_KCALMOL
 
 EXAMPLE = """examples:
   levelup predict h2.pt h2.h5 -o predicted.h5

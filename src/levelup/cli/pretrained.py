@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import LevelupError
-from ..pretrained import MODELS, ensemble_from_files, fetch, read_files
-from .common import output_file
+from levelup.cli.common import output_file
+from levelup.errors import LevelupError
+from levelup.model.published.catalog import MODELS, ensemble_from_files, fetch, read_files
 
 EXAMPLE = """examples:
   levelup pretrained ani-1x -o ani-1x.pt

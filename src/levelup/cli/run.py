@@ -6,7 +6,7 @@ A re-run reuses every label and every model of the run folder that is still vali
 only what changed: each model is stored under a hash of what determines it (data, labels,
 settings, seed, its parent model), so changing e.g. the [transfer] recipe retrains the transfer
 model only. Relative paths in the study file are relative to its folder. See
-levelup.studyfile for every table and key; an unknown key is an error that lists the valid ones.
+levelup.study.schema for every table and key; an unknown key is an error that lists the valid ones.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import argparse
 import math
 from pathlib import Path
 
-from ..errors import ConfigError
-from .common import input_file, output_folder, read_database
+from levelup.cli.common import input_file, output_folder, read_database
+from levelup.errors import ConfigError
 
 EXAMPLE = """examples:
   levelup run examples/h2_tutorial.toml
@@ -63,7 +63,7 @@ def check_study(study, out: str | None, cache: str | None) -> None:
     """What --check adds to reading the file, and every run does before any work: the levels
     parse (PySCF knows the method and the basis), every file the study names exists, and the run
     folder can be written."""
-    from ..qm.levels import check_level, parse_level
+    from levelup.qm.levels import check_level, parse_level
 
     g = study.geometries
     levels = [parse_level(lv) for lv in (study.levels.low, study.levels.high, g.hessian_level)
@@ -86,7 +86,7 @@ def check_study(study, out: str | None, cache: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..studyfile import read_study
+    from levelup.study.schema import read_study
 
     study = read_study(input_file(args.study, "study file"))
     check_study(study, args.out, args.cache)
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
               f"{study.levels.low} -> {study.levels.high}, selection {study.selection.method}, "
               f"compare {', '.join(study.compare)}; run folder {args.out or study.output.folder}")
         return 0
-    from ..studyrun import run_study
+    from levelup.study.runner import run_study
 
     quiet = getattr(args, "quiet", False)
     result = run_study(study, args.out, cache=args.cache, progress=not quiet, log=print)

@@ -23,9 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..train import History, TrainConfig, TrainingInterrupted, fit
-from .common import input_file, output_file, read_database
+from levelup.cli.common import input_file, output_file, read_database
+from levelup.errors import ConfigError
+from levelup.train.loop import History, TrainConfig, TrainingInterrupted, fit
 
 EXAMPLE = """examples:
   levelup train h2.h5 -o h2-hf.pt --property HF/STO-3G
@@ -161,8 +161,8 @@ def _write(args: argparse.Namespace, model: Any, history: History, config: Train
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model import ANIModel
-    from ..modelfile import load_model
+    from levelup.model.ani import ANIModel
+    from levelup.model.files import load_model
 
     config = config_from_args(args)
     history_path = _paths(args, config)

@@ -2,7 +2,7 @@
 
 Runs MLatom's transfer-learning tutorial unchanged but for the import. Every call maps onto the
 native API (``levelup.Database``, ``levelup.label``, ``levelup.ANIModel``, ``levelup.fit``, the
-functions of ``levelup.transfer``); nothing here decides anything of its own.
+functions of ``levelup.transfer.surgery``); nothing here decides anything of its own.
 
 Mapping:
 
@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import transfer
-from ..data import Database, Molecule
-from ..errors import ConfigError, DataError
+from levelup.data import Database, Molecule
+from levelup.errors import ConfigError, DataError
+from levelup.transfer import surgery as transfer
 
 __all__ = ["molecular_database", "molecule", "models", "data"]
 
@@ -174,7 +174,7 @@ class _Methods:
     def predict(self, molecular_database: molecular_database | None = None,
                 molecule: molecule | None = None, calculate_energy: bool = True,
                 calculate_energy_gradients: bool = False, **_: Any) -> None:
-        from ..qm import label
+        from levelup.qm import label
 
         target = molecular_database if molecular_database is not None else \
             globals()["molecular_database"]([molecule])
@@ -195,7 +195,7 @@ class ani:  # noqa: N801 - MLatom's name
 
     def __init__(self, model_file: str | os.PathLike | None = None, verbose: bool = True,
                  hyperparameters: dict[str, Any] | None = None, **_: Any) -> None:
-        from ..modelfile import load_model
+        from levelup.model.files import load_model
 
         self.model_file = Path(model_file) if model_file is not None else None
         self.verbose = verbose
@@ -242,8 +242,8 @@ class ani:  # noqa: N801 - MLatom's name
         global generator, so ``torch.manual_seed`` fixes them."""
         import torch
 
-        from ..model import ANIModel
-        from ..train import TrainConfig, fit, torchani_groups
+        from levelup.model.ani import ANIModel
+        from levelup.train.loop import TrainConfig, fit, torchani_groups
 
         db = molecular_database._db()
         settings = {**self.hyperparameters, **(hyperparameters or {})}

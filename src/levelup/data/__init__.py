@@ -1,6 +1,6 @@
 """Molecular databases: species, coordinates, charges, multiplicities and named properties."""
 
-from .database import Database, PropertyInfo
-from .molecule import Molecule
+from levelup.data.database import Database, PropertyInfo
+from levelup.data.molecule import Molecule
 
 __all__ = ["Database", "Molecule", "PropertyInfo"]

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..elements import atomic_number
-from ..errors import DataError
-from ..units import ENERGY, FORCE, parse_unit
-from .molecule import Molecule, hill_formula
-from .validate import check_charges, check_property, check_structure
+from levelup.data.molecule import Molecule, hill_formula
+from levelup.data.validate import check_charges, check_property, check_structure
+from levelup.elements import atomic_number
+from levelup.errors import DataError
+from levelup.units import ENERGY, FORCE, parse_unit
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class Database:
     @classmethod
     def from_ase(cls, atoms_list: Iterable[Any]) -> Database:
         """Build a database from ``ase.Atoms`` objects (energies and forces read when present)."""
-        from .asefiles import database_from_atoms
+        from levelup.data.io.asefiles import database_from_atoms
 
         return database_from_atoms(list(atoms_list))
 
@@ -205,19 +205,19 @@ class Database:
     @classmethod
     def read(cls, path: str | os.PathLike, index: Any = ":", format: str | None = None) -> Database:
         """Read molecules from any file ASE reads (xyz, extxyz, ...), or a native .h5 database."""
-        from .asefiles import read_file
+        from levelup.data.io.asefiles import read_file
 
         return read_file(path, index=index, format=format)
 
     def write(self, path: str | os.PathLike, format: str | None = None) -> None:
         """Write all molecules and properties to a file through ASE (extxyz by default)."""
-        from .asefiles import write_file
+        from levelup.data.io.asefiles import write_file
 
         write_file(self, path, format=format)
 
     def save(self, path: str | os.PathLike) -> None:
         """Save to the native HDF5 format, atomically."""
-        from .hdf5 import save_database
+        from levelup.data.io.hdf5 import save_database
 
         save_database(self, path)
 
@@ -225,7 +225,7 @@ class Database:
     def load(cls, path: str | os.PathLike, start: int | None = None,
              stop: int | None = None) -> Database:
         """Load a native HDF5 database, or only molecules ``start:stop`` of it."""
-        from .hdf5 import load_database
+        from levelup.data.io.hdf5 import load_database
 
         return load_database(path, start, stop)
 
@@ -233,7 +233,7 @@ class Database:
     def iter_chunks(cls, path: str | os.PathLike, size: int = 10000) -> Iterator[Database]:
         """Yield a native HDF5 database in chunks of ``size`` molecules (for larger-than-memory
         files)."""
-        from .hdf5 import iter_database_chunks
+        from levelup.data.io.hdf5 import iter_database_chunks
 
         return iter_database_chunks(path, size)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..elements import symbol
+from levelup.elements import symbol
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +51,7 @@ class Molecule:
 
     def to_ase(self):
         """This molecule as an ``ase.Atoms`` (energy and forces attached when present)."""
-        from .asefiles import molecule_to_atoms
+        from levelup.data.io.asefiles import molecule_to_atoms
 
         return molecule_to_atoms(self)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..elements import MAX_Z
-from ..errors import DataError
-from .molecule import hill_formula
+from levelup.data.molecule import hill_formula
+from levelup.elements import MAX_Z
+from levelup.errors import DataError
 
 #: Two atoms closer than this (Angstrom) are almost certainly a unit or input mistake.
 MIN_DISTANCE = 0.1

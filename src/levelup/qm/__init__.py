@@ -1,12 +1,12 @@
 """Quantum-chemistry labelling with PySCF: levels of theory, a persistent label cache, local
 and Dask executors. The only package that knows Bohr."""
 
-from .atoms import atom_energies, ground_state_multiplicity
-from .cache import LabelCache, default_cache_path
-from .executors import DaskExecutor, ProcessExecutor, SerialExecutor
-from .label import LabelReport, LabelWarning, label, label_with_report
-from .levels import Level, parse_level
-from .settings import LabelSettings
+from levelup.qm.atoms import atom_energies, ground_state_multiplicity
+from levelup.qm.cache import LabelCache, default_cache_path
+from levelup.qm.executors import DaskExecutor, ProcessExecutor, SerialExecutor
+from levelup.qm.label import LabelReport, LabelWarning, label, label_with_report
+from levelup.qm.levels import Level, parse_level
+from levelup.qm.settings import LabelSettings
 
 __all__ = [
     "DaskExecutor",

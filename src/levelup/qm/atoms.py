@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Database
-from ..elements import atomic_number, symbol
-from ..errors import DataError, LabelError
-from .levels import Level
-from .settings import LabelSettings
+from levelup.data import Database
+from levelup.elements import atomic_number, symbol
+from levelup.errors import DataError, LabelError
+from levelup.qm.levels import Level
+from levelup.qm.settings import LabelSettings
 
 # fmt: off
 #: Ground-state multiplicity 2S+1 of the free atom (Hund's rules; NIST atomic spectra), H..Xe.
@@ -53,7 +53,7 @@ def atom_energies(elements: Iterable[int | str], level: str | Level, *,
         LevelOfTheoryError: the level is unknown or its basis lacks an element.
         LabelError: an atom's calculation failed (the message says why).
     """
-    from .label import label_with_report
+    from levelup.qm.label import label_with_report
 
     zs = sorted({atomic_number(e) for e in elements})
     if not zs:

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LevelupError
-from .claims import SCHEMA as CLAIMS_SCHEMA
+from levelup.errors import LevelupError
+from levelup.qm.claims import SCHEMA as CLAIMS_SCHEMA
 
 #: Coordinates are rounded to this many decimals (Angstrom) before hashing: 1e-8 Angstrom is far
 #: below any physically meaningful difference and far above float noise such as np.arange's.

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..elements import symbol
-from .levels import Level, basis_ecp
-from .settings import LabelSettings
+from levelup.elements import symbol
+from levelup.qm.levels import Level, basis_ecp
+from levelup.qm.settings import LabelSettings
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ import multiprocessing as mp
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import LevelupError
-from .calculators import Job, Outcome, compute, compute_many
+from levelup.errors import LevelupError
+from levelup.qm.calculators import Job, Outcome, compute, compute_many
 
 Task = tuple[Job, np.ndarray]  # what to compute, and coordinates (atoms, 3) in Angstrom
 
@@ -152,17 +153,17 @@ class _ProcessWorker(_Chunks):
         import sys
         from multiprocessing.connection import Connection
 
-        from .. import __path__ as levelup_path
-        from .worker import BOOTSTRAP
+        from levelup.qm.worker import BOOTSTRAP
 
         super().__init__()
+        package = str(Path(__file__).resolve().parents[1])  # the levelup folder
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
         env = dict(os.environ)
         env.update({name: str(threads) for name in _THREAD_VARIABLES})
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), list(levelup_path)[0],
+                [sys.executable, "-c", BOOTSTRAP, json.dumps(sys.path), package,
                  str(task_r), str(result_w), str(threads), str(idle or 0)],
                 pass_fds=(task_r, result_w), env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, close_fds=True)
@@ -230,7 +231,7 @@ class _ThreadWorker(_Chunks):
 def _serve_thread(tasks, results, threads: int, idle: float | None) -> None:
     from pyscf import lib
 
-    from .worker import serve
+    from levelup.qm.worker import serve
 
     # OpenMP's thread count is per calling thread: a new thread starts with all cores, and
     # many tiny parallel regions on a busy machine then crawl (measured 40x slower on H2).

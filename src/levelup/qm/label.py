@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Database
-from ..data.validate import check_electrons
-from ..errors import DataError
-from ..units import ENERGY, FORCE
-from .cache import open_cache
-from .executors import cap_workers
-from .levels import Level, check_level, forces_mode, parse_level
-from .run import Run
-from .settings import LabelSettings
+from levelup.data import Database
+from levelup.data.validate import check_electrons
+from levelup.errors import DataError
+from levelup.qm.cache import open_cache
+from levelup.qm.executors import cap_workers
+from levelup.qm.levels import Level, check_level, forces_mode, parse_level
+from levelup.qm.run import Run
+from levelup.qm.settings import LabelSettings
+from levelup.units import ENERGY, FORCE
 
 
 class LabelWarning(UserWarning):
@@ -224,7 +224,7 @@ def _spec(lvl: Level, mode: str, settings: LabelSettings, programs: set[str],
     import pyscf
     from pyscf import cc, ci
 
-    from .. import __version__
+    from levelup._version import __version__
 
     reference = {"auto": "RHF for closed shells, UHF otherwise", "rhf": "RHF (ROHF for open "
                  "shells)", "uhf": "UHF"}[lvl.reference]

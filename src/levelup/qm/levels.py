@@ -16,8 +16,8 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..elements import atomic_number, symbol
-from ..errors import LevelOfTheoryError
+from levelup.elements import atomic_number, symbol
+from levelup.errors import LevelOfTheoryError
 
 #: Wave-function methods: canonical spelling -> family.
 WAVEFUNCTION_METHODS = {

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Database
-from . import claims as claims_module
-from .cache import LabelCache, label_key
-from .calculators import Job, Outcome
-from .claims import Claim, Claims, describe
-from .executors import make_executor
-from .levels import Level
-from .settings import LabelSettings
+from levelup.data import Database
+from levelup.qm import claims as claims_module
+from levelup.qm.cache import LabelCache, label_key
+from levelup.qm.calculators import Job, Outcome
+from levelup.qm.claims import Claim, Claims, describe
+from levelup.qm.executors import make_executor
+from levelup.qm.levels import Level
+from levelup.qm.settings import LabelSettings
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..errors import ConfigError
+from levelup.errors import ConfigError
 
 
 @dataclass(frozen=True)

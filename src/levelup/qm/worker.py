@@ -39,7 +39,7 @@ def serve(tasks, results, idle: float | None = None) -> None:
     """Compute chunks from connection ``tasks`` and send one ``(task id, Outcome)`` per molecule
     to ``results`` as each finishes, until a None message arrives, ``tasks`` closes, the parent
     stops reading (it died), or (with ``idle``) no chunk came for ``idle`` seconds."""
-    from .calculators import compute
+    from levelup.qm.calculators import compute
 
     job = None
     while True:

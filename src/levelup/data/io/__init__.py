@@ -1,0 +1,1 @@
+"""File formats: the native HDF5 database and ASE's formats."""

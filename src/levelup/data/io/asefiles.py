@@ -1,0 +1,254 @@
+"""Exchange with ASE: ``ase.Atoms`` lists and every file format ``ase.io`` knows.
+
+ASE's own convention is eV and eV/Angstrom for the energy and forces of an attached calculator;
+those are converted to Hartree and Hartree/Angstrom here, at the edge. levelup's named properties
+travel in ``atoms.info`` (per molecule) and ``atoms.arrays`` (per atom) in levelup's units, with
+their units and levels in ``atoms.info['levelup']`` (JSON), so an extxyz round trip loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.units import Hartree
+
+from levelup.data.database import Database, PropertyInfo
+from levelup.data.molecule import Molecule
+from levelup.errors import DataError
+from levelup.units import ENERGY, FORCE
+
+_INFO_KEY = "levelup"
+_RESERVED_INFO = {"charge", "multiplicity", _INFO_KEY}
+_RESERVED_ARRAYS = {"numbers", "positions"}
+
+
+def molecule_to_atoms(molecule: Molecule, info: dict[str, PropertyInfo] | None = None) -> Atoms:
+    """An ``ase.Atoms`` for one molecule, its properties in ``info`` and ``arrays``."""
+    atoms = Atoms(numbers=molecule.species, positions=molecule.coordinates)
+    atoms.info["charge"] = molecule.charge
+    atoms.info["multiplicity"] = molecule.multiplicity
+    meta: dict[str, Any] = {}
+    for name, value in molecule.properties.items():
+        if np.ndim(value) == 0:
+            if np.isnan(value):
+                continue
+            atoms.info[name] = float(value)
+        else:
+            if np.isnan(value).all():
+                continue
+            atoms.arrays[name] = np.asarray(value, dtype=np.float64)
+        if info and name in info:
+            meta[name] = {"unit": info[name].unit, "level": info[name].level}
+    if meta:
+        atoms.info[_INFO_KEY] = json.dumps(meta)
+    return atoms
+
+
+def database_from_atoms(atoms_list: list[Atoms]) -> Database:
+    """A database from ``ase.Atoms`` objects.
+
+    Energy and forces of an attached calculator (eV, eV/Angstrom) become properties "energy"
+    (Hartree) and "forces" (Hartree/Angstrom). Numbers in ``info`` and per-atom float arrays
+    become properties of those names; units come from ``info['levelup']`` when levelup wrote the
+    file and are recorded as "unknown" otherwise.
+    """
+    if not atoms_list:
+        raise DataError("no molecules given: the list of ase.Atoms is empty")
+    n = len(atoms_list)
+    width = max(len(a) for a in atoms_list)
+    species = np.zeros((n, width), dtype=np.int64)
+    xyz = np.zeros((n, width, 3))
+    charges = np.zeros(n, dtype=np.int64)
+    mults = np.ones(n, dtype=np.int64)
+    scalars: dict[str, np.ndarray] = {}
+    vectors: dict[str, np.ndarray] = {}
+    meta: dict[str, dict[str, Any]] = {}
+    for i, atoms in enumerate(atoms_list):
+        if not isinstance(atoms, Atoms):
+            raise DataError(f"molecule {i} is a {type(atoms).__name__}, not an ase.Atoms")
+        a = len(atoms)
+        species[i, :a] = atoms.numbers
+        xyz[i, :a] = atoms.positions
+        info = atoms.info
+        charges[i] = int(info.get("charge", round(float(atoms.get_initial_charges().sum()))))
+        if "multiplicity" in info:
+            mults[i] = int(info["multiplicity"])
+        elif "spin" in info:  # PySCF-style 2S
+            mults[i] = int(info["spin"]) + 1
+        else:
+            electrons = int(atoms.numbers.sum()) - charges[i]
+            mults[i] = 1 + electrons % 2
+        if _INFO_KEY in info:
+            try:
+                meta.update(json.loads(info[_INFO_KEY]))
+            except (TypeError, ValueError):
+                raise DataError(f"molecule {i}: info['{_INFO_KEY}'] is not valid JSON") from None
+        for key, value in info.items():
+            if key in _RESERVED_INFO or isinstance(value, (str, bool, np.bool_)):
+                continue
+            if np.ndim(value) == 0 and isinstance(value, (int, float, np.number)):
+                scalars.setdefault(key, np.full(n, np.nan))[i] = float(value)
+        for key, value in atoms.arrays.items():
+            if key in _RESERVED_ARRAYS or not np.issubdtype(np.asarray(value).dtype, np.floating):
+                continue
+            value = np.asarray(value, dtype=np.float64)
+            arr = vectors.setdefault(key, np.full((n, width, *value.shape[1:]), np.nan))
+            arr[i, :a] = value
+        calc = atoms.calc
+        if calc is not None:
+            results = getattr(calc, "results", {})
+            if "energy" in results:
+                scalars.setdefault("energy", np.full(n, np.nan))[i] = results["energy"] / Hartree
+                meta.setdefault("energy", {"unit": ENERGY, "level": None})
+            if "forces" in results:
+                arr = vectors.setdefault("forces", np.full((n, width, 3), np.nan))
+                arr[i, :a] = np.asarray(results["forces"]) / Hartree
+                meta.setdefault("forces", {"unit": FORCE, "level": None})
+    db = Database(species, xyz, charges, mults)
+    for name, values in {**scalars, **vectors}.items():
+        m = meta.get(name, {})
+        db.set(name, values, unit=m.get("unit") or "unknown", level=m.get("level"))
+    return db
+
+
+#: ASE formats :func:`read_file` reads. Their readers parse text, ASE's ULM trajectories or JSON
+#: and never unpickle or evaluate anything (checked in ASE 3.29); ASE's other readers are
+#: refused, among them the old pickle-based PickleTrajectory and BundleTrajectory folders.
+SAFE_FORMATS = ("extxyz", "xyz", "traj", "proteindatabank", "cif", "sdf", "mol", "vasp", "gen",
+                "json", "gaussian-in", "gaussian-out", "orca-output", "nwchem-in", "nwchem-out")
+
+
+def read_file(path: str | os.PathLike, index: Any = ":", format: str | None = None) -> Database:
+    """Read a file: native HDF5 (.h5/.hdf5) or one of the ASE formats in :data:`SAFE_FORMATS`
+    (guessed from the name and contents unless ``format`` names it).
+
+    Raises DataError for a folder, a missing file, a format outside the allowlist (a pickle, a
+    PickleTrajectory, ...) or a malformed file, naming the file and what is wrong.
+    """
+    from ase.io import read
+
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file of molecules: give the path of a file "
+                        "in it (levelup reads .h5 databases and the formats "
+                        f"{', '.join(SAFE_FORMATS)})")
+    if not path.exists():
+        raise DataError(f"no such file: {path}")
+    if path.suffix.lower() in (".h5", ".hdf5") and format is None:
+        return Database.load(path)
+    fmt = _safe_format(path, format)
+    try:
+        images = read(path, index=index, format=fmt)
+    except Exception as exc:  # ASE raises many kinds; report them all the same way
+        raise DataError(_read_error(path, fmt, exc)) from None
+    if isinstance(images, Atoms):
+        images = [images]
+    try:
+        return database_from_atoms(list(images))
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise DataError(f"{path}: its molecules cannot be stored ({type(exc).__name__}: {exc}); "
+                        "check the charges, multiplicities and per-atom columns") from None
+
+
+def _safe_format(path: Path, format: str | None) -> str:
+    """The ASE format of ``path`` if it is in :data:`SAFE_FORMATS`, else DataError."""
+    from ase.io.formats import filetype
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head.startswith(b"PickleTrajectory"):
+        raise DataError(f"{path} is an old ASE PickleTrajectory; levelup does not read it because "
+                        "unpickling can run code. Convert it, if you trust it, with ASE's "
+                        "'python -m ase.io.trajectory FILE' and read the new .traj file")
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") or head[:2] == b"PK":
+        raise DataError(f"{path} is a pickle or a zip archive (torch.save, TorchScript), not a file "
+                        "of molecules; levelup never unpickles files because unpickling can run "
+                        "code")
+    if format is None:
+        try:
+            format = filetype(str(path))
+        except Exception as exc:  # noqa: BLE001 - ASE raises several kinds for unknown files
+            raise DataError(f"cannot tell the format of {path} ({exc}); levelup reads .h5 "
+                            f"databases and {', '.join(SAFE_FORMATS)}") from None
+    if format not in SAFE_FORMATS or (format == "json" and path.suffix.lower() != ".json"):
+        raise DataError(f"{path}: levelup does not read ASE format {format!r} (its reader is not "
+                        f"known to be safe on untrusted files); it reads .h5 databases and "
+                        f"{', '.join(SAFE_FORMATS)} (json only with a .json suffix): convert the "
+                        "file to extxyz")
+    return format
+
+
+def _read_error(path: Path, fmt: str, exc: Exception) -> str:
+    """A one-line message for an ASE reader's failure on ``path``."""
+    from ase.data import chemical_symbols
+
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        key = exc.args[0]
+        if key not in chemical_symbols and len(key) <= 3 and key.isalpha():
+            return (f"unknown element symbol {key!r} in {path}: use chemical symbols (H, He, Li, "
+                    "...) or atomic numbers in the first column")
+        return f"cannot read molecules from {path} ({fmt}): missing key {key!r}"
+    if fmt in ("extxyz", "xyz"):
+        problem = _xyz_problem(path)
+        if problem:
+            return f"{path}: {problem}"
+    message = " ".join(str(exc).split())[:300] or type(exc).__name__
+    return f"cannot read molecules from {path} ({fmt}): {message}"
+
+
+def _xyz_problem(path: Path) -> str | None:
+    """The first atom line of an (ext)xyz file with fewer columns than its header declares."""
+    from ase.io.extxyz import key_val_str_to_dict
+
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    i = 0
+    while i < len(lines) and lines[i].strip():
+        try:
+            n = int(lines[i].split()[0])
+            info = key_val_str_to_dict(lines[i + 1]) if i + 1 < len(lines) else {}
+        except Exception:  # noqa: BLE001 - not the count line / header we can diagnose
+            return None
+        if n < 0:
+            return f"line {i + 1}: the number of atoms is {n}, below 0"
+        spec = str(info.get("Properties", "species:S:1:pos:R:3"))
+        fields = spec.split(":")
+        try:
+            width = sum(int(c) for c in fields[2::3])
+        except ValueError:
+            return f"line {i + 2}: malformed Properties={spec}"
+        for k in range(i + 2, min(i + 2 + n, len(lines))):
+            got = len(lines[k].split())
+            if got < width:
+                return (f"line {k + 1} has {got} columns but the header on line {i + 2} "
+                        f"declares {width} (Properties={spec}): complete the row or fix the header")
+        i += 2 + n
+    return None
+
+
+def write_file(db: Database, path: str | os.PathLike, format: str | None = None) -> None:
+    """Write a database through ``ase.io.write`` (extxyz unless the suffix says otherwise),
+    atomically."""
+    from ase.io import write
+
+    from levelup.atomicwrite import atomic_path
+
+    path = Path(path)
+    if format is None and path.suffix.lower() in ("", ".xyz", ".extxyz"):
+        format = "extxyz"
+    info = db.properties
+    images = [molecule_to_atoms(m, info) for m in db]
+    with atomic_path(path) as tmp:
+        write(tmp, images, format=format)

@@ -1,0 +1,233 @@
+"""The native database file: HDF5 through h5py.
+
+Layout (format version 1)::
+
+    /                  attrs: format="levelup-database", format_version, length_unit, levelup_version
+    /species           int16  (molecules, max_atoms), 0 = padding
+    /coordinates       float64 (molecules, max_atoms, 3), Angstrom
+    /charges           int64 (molecules,)
+    /multiplicities    int64 (molecules,)
+    /properties/p<k>   float64, attrs: name, unit, level, per_atom, spec (JSON)
+
+Datasets are chunked by molecule so that a range of molecules is read without loading the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from levelup.atomicwrite import atomic_path
+from levelup.data.database import Database, PropertyInfo
+from levelup.errors import DataError
+from levelup.units import LENGTH
+
+FORMAT = "levelup-database"
+FORMAT_VERSION = 1
+
+
+def save_database(db: Database, path: str | os.PathLike) -> None:
+    """Write ``db`` to ``path`` (HDF5), atomically: a crash leaves any old file intact.
+
+    The file is built in memory (HDF5's core driver) and written with ordinary Python I/O, so a
+    full disk is an :class:`~levelup.errors.OutputError` naming ``path`` rather than an HDF5
+    library error (which can leave the library's file state broken and crash the process).
+    """
+    from levelup._version import __version__
+
+    n = len(db)
+    rows = max(1, min(n, max(1, 2**20 // max(1, db.max_atoms * 24))))
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp.name, "w", driver="core", backing_store=False) as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["length_unit"] = LENGTH
+            f.attrs["levelup_version"] = __version__
+
+            def put(where, name, data):
+                chunks = (rows, *data.shape[1:]) if n else None
+                return where.create_dataset(name, data=data, chunks=chunks)
+
+            put(f, "species", db.species.astype(np.int16))
+            put(f, "coordinates", db.coordinates)
+            put(f, "charges", db.charges)
+            put(f, "multiplicities", db.multiplicities)
+            group = f.create_group("properties")
+            for k, (name, meta) in enumerate(db.properties.items()):
+                ds = put(group, f"p{k}", np.asarray(db.get(name)))
+                ds.attrs["name"] = name
+                ds.attrs["unit"] = meta.unit
+                ds.attrs["level"] = meta.level or ""
+                ds.attrs["per_atom"] = meta.per_atom
+                ds.attrs["spec"] = json.dumps(meta.spec)
+            f.flush()
+            image = f.id.get_file_image()
+        tmp.write_bytes(image)
+
+
+#: Errors h5py and numpy raise for a damaged file; turned into DataError by the readers.
+_DAMAGE = (KeyError, OSError, ValueError, TypeError, AttributeError, IndexError, RuntimeError,
+           OverflowError)
+#: Bytes a dataset may announce beyond what the file stores for it (fill values, compression):
+#: a hand-made file could otherwise announce terabytes of zeros.
+_MAX_UNBACKED = 256 * 2**20
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a levelup database: give the path of a .h5 file")
+    if not path.exists():
+        raise DataError(f"no such database file: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except _DAMAGE:
+        raise DataError(f"{path} is not an HDF5 file, so not a levelup database; build one "
+                        "with Database.read(...) and save it with db.save(path)") from None
+    try:
+        _check_header(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _check_header(f: h5py.File, path: Path) -> None:
+    """DataError unless the root attributes say: levelup database, a version we read, Angstrom."""
+    try:
+        fmt, version, unit = (f.attrs.get(k) for k in ("format", "format_version", "length_unit"))
+    except _DAMAGE as exc:
+        raise DataError(f"{path} is a damaged HDF5 file: its attributes cannot be read ({exc})"
+                        ) from None
+    if not isinstance(fmt, str) or fmt != FORMAT:
+        raise DataError(f"{path} is an HDF5 file but not a levelup database (format {fmt!r})")
+    if not isinstance(version, (int, np.integer)) or isinstance(version, (bool, np.bool_)):
+        raise DataError(f"{path} is a damaged levelup database: format_version {version!r} is "
+                        "not an integer")
+    if version > FORMAT_VERSION:
+        raise DataError(
+            f"{path} has database format version {version}, newer than this levelup reads "
+            f"({FORMAT_VERSION}); upgrade levelup"
+        )
+    if not isinstance(unit, str) or unit != LENGTH:
+        raise DataError(f"{path} records length unit {unit!r}; levelup needs {LENGTH}")
+
+
+def _dataset(where: h5py.Group, name: str, kinds: str, ndim: int) -> h5py.Dataset:
+    """``where[name]``: a plain dataset (stored in this file) of ``ndim`` dimensions and a
+    numpy dtype kind in ``kinds``, else DataError (the caller adds the file name)."""
+    link = where.get(name, getlink=True)
+    if link is None:
+        raise DataError(f"it has no {name!r} dataset")
+    if not isinstance(link, h5py.HardLink):
+        raise DataError(f"{name!r} is a {type(link).__name__} to another file or object; levelup "
+                        "databases hold their data themselves")
+    ds = where[name]
+    if not isinstance(ds, h5py.Dataset) or ds.is_virtual or ds.external:
+        raise DataError(f"{name!r} is not a dataset stored in the file")
+    if ds.dtype.kind not in kinds or ds.ndim != ndim:
+        raise DataError(f"{name!r} has dtype {ds.dtype} and {ds.ndim} dimensions; expected "
+                        f"{ndim} dimensions of kind {kinds!r}")
+    nominal = ds.size * ds.dtype.itemsize
+    if nominal > _MAX_UNBACKED and nominal > 64 * ds.id.get_storage_size():
+        raise DataError(f"{name!r} announces {nominal} bytes but the file stores "
+                        f"{ds.id.get_storage_size()} for it")
+    return ds
+
+
+def _property(ds: h5py.Dataset, sel: slice) -> tuple[str, np.ndarray, PropertyInfo]:
+    """(name, values, info) of one dataset of /properties."""
+    attrs = {k: ds.attrs.get(k) for k in ("name", "unit", "level", "per_atom", "spec")}
+    for key in ("name", "unit", "level", "spec"):
+        if not isinstance(attrs[key], str):
+            raise DataError(f"property dataset {ds.name}: attribute {key!r} is {attrs[key]!r}, "
+                            "not a string")
+    if not isinstance(attrs["per_atom"], (bool, np.bool_)):
+        raise DataError(f"property dataset {ds.name}: per_atom is {attrs['per_atom']!r}")
+    try:
+        spec = json.loads(attrs["spec"])
+    except (ValueError, RecursionError):
+        spec = None
+    if not isinstance(spec, dict):
+        raise DataError(f"property {attrs['name']!r}: its spec is not a JSON object")
+    info = PropertyInfo(unit=attrs["unit"], level=attrs["level"] or None,
+                        per_atom=bool(attrs["per_atom"]), spec=spec)
+    return attrs["name"], ds[sel], info
+
+
+def _read_arrays(f: h5py.File, sel: slice) -> tuple:
+    """species, coordinates, charges, multiplicities, properties, infos of rows ``sel``."""
+    species = _dataset(f, "species", "iu", 2)
+    n, width = species.shape
+    coordinates = _dataset(f, "coordinates", "f", 3)
+    if coordinates.shape != (n, width, 3):
+        raise DataError(f"coordinates have shape {coordinates.shape}; species say {(n, width, 3)}")
+    columns = [_dataset(f, name, "iu", 1) for name in ("charges", "multiplicities")]
+    if any(ds.shape != (n,) for ds in columns):
+        raise DataError(f"charges and multiplicities must have shape {(n,)}")
+    group = f.get("properties")
+    if not isinstance(group, h5py.Group):
+        raise DataError("it has no 'properties' group")
+    props, info = {}, {}
+    for key in group:
+        ds = group[key]
+        if not isinstance(ds, h5py.Dataset):
+            raise DataError(f"properties/{key} is not a dataset")
+        _dataset(group, key, "fiu", ds.ndim)
+        if ds.ndim == 0 or ds.shape[0] != n or (ds.ndim > 1 and ds.shape[1] != width):
+            raise DataError(f"property dataset properties/{key} has shape {ds.shape}; expected "
+                            f"({n},) or ({n}, {width}, ...)")
+        name, values, meta = _property(ds, sel)
+        props[name], info[name] = values, meta
+    return (species[sel].astype(np.int64), coordinates[sel], columns[0][sel], columns[1][sel],
+            props, info)
+
+
+def database_length(path: str | os.PathLike) -> int:
+    """Number of molecules in a native database file, without loading it."""
+    with _open(path) as f:
+        try:
+            return int(_dataset(f, "species", "iu", 2).shape[0])
+        except DataError as exc:
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+        except _DAMAGE as exc:
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+
+
+def load_database(path: str | os.PathLike, start: int | None = None,
+                  stop: int | None = None) -> Database:
+    """Read molecules ``start:stop`` (all by default) of a native database file.
+
+    Raises DataError, naming the file and what is wrong, for anything that is not a levelup
+    database as :func:`save_database` writes it (missing or misshapen datasets, wrong dtypes,
+    links to other files, damaged bytes)."""
+    with _open(path) as f:
+        try:
+            species, coordinates, charges, mults, props, info = _read_arrays(f, slice(start, stop))
+        except DataError as exc:
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+        except _DAMAGE as exc:
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+    # trim padding that this range does not need
+    width = int((species > 0).sum(axis=1).max()) if len(species) else 0
+    species = species[:, :width]
+    coordinates = coordinates[:, :width]
+    props = {k: (v[:, :width] if v.ndim >= 2 else v) for k, v in props.items()}
+    try:
+        return Database(species, coordinates, charges, mults, props, info)
+    except DataError as exc:
+        raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+
+
+def iter_database_chunks(path: str | os.PathLike, size: int) -> Iterator[Database]:
+    """Yield consecutive chunks of ``size`` molecules of a native database file."""
+    if size < 1:
+        raise DataError(f"chunk size must be >= 1; got {size}")
+    n = database_length(path)
+    for start in range(0, n, size):
+        yield load_database(path, start, min(n, start + size))

@@ -1,0 +1,1 @@
+"""The ANI model: AEV, element networks, ensembles, self energies, prediction, model files."""

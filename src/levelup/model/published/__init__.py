@@ -1,0 +1,1 @@
+"""Published models: the NeuroChem reader and the ANI-1x catalogue."""

@@ -1,0 +1,1 @@
+"""Reporting: metrics, plots (matplotlib, returning Figures) and Markdown reports."""

@@ -1,1 +1,0 @@
-"""Ready-made studies (the H2 tutorial) built from the public API."""

@@ -1,0 +1,178 @@
+"""The last step of a study run (:mod:`levelup.study.runner`): every model's predictions on every
+geometry, errors overall and per region, figures and the report, written to the run folder by
+:func:`levelup.report.markdown.write_run_folder`. Skipped when nothing it depends on changed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from levelup.atomicwrite import write_text_atomic
+from levelup.data import Database
+from levelup.study.runner import scan_coordinate
+from levelup.study.stepcache import content_key
+
+NAMES = {"pretrained": "ANI pre-trained (low level)", "transfer": "transfer", "scratch": "scratch",
+         "delta": "delta"}
+
+
+def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray
+                  ) -> dict[str, Any]:
+    """The ``outputs`` step of ``run`` (a ``studyrun._Run``); returns metrics.json's contents."""
+    from levelup._version import __version__
+
+    study, folder = run.study, run.folder
+    start = time.perf_counter()
+    output = {k: v for k, v in dataclasses.asdict(study.output).items() if k != "folder"}
+    key = content_key({
+        "step": "outputs", "levelup": __version__, "labels": run.steps["labels"].key,
+        "train": np.asarray(train_idx), "validation": np.asarray(val_idx),
+        "models": run.checksums, "output": output,
+        "title": study.title, "seed": study.seed, "compare": study.compare,
+        "recipe": dataclasses.asdict(study.transfer), "anchors": study.anchors,
+        "delta_base": study.delta_base, "delta_method": study.delta_method})
+    metrics_file, report_file, copy = (folder / "metrics.json", folder / "report.md",
+                                       folder / "study.toml")
+    if study.text and not (copy.is_file() and copy.read_text(encoding="utf-8") == study.text):
+        write_text_atomic(copy, study.text)  # the file as last run (comments may have changed)
+    if (run.store.entry("outputs").get("key") == key and metrics_file.is_file()
+            and report_file.is_file()):
+        metrics = json.loads(metrics_file.read_text())
+        run._done("outputs", key, "reused", start, report_file, f"reused ({report_file.name})")
+        return metrics
+    # files are about to change: until they are all written, no key vouches for them
+    run.store.record("outputs", {"key": None, "status": "writing"})
+    _write(run, db, train_idx, val_idx)
+    run._done("outputs", key, "done", start, report_file,
+              f"{len(study.output.plots)} figure(s), metrics.json, report.md -> {folder}")
+    return json.loads(metrics_file.read_text())
+
+
+def _predictions(run: Any, db: Database) -> dict[str, np.ndarray]:
+    from levelup.transfer.delta import DeltaModel
+
+    low = run.names[0]
+    out = {"pretrained": run.model("pretrained").predict(db).energies}
+    for name in run.study.compare:
+        if name == "delta":
+            base = run.model("pretrained") if run.study.delta_base == "model" else None
+            model = DeltaModel(base, run.model("delta"), low=low)
+        else:
+            model = run.model(name)
+        out[name] = model.predict(db).energies
+    return out
+
+
+def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+    from levelup.report import markdown as report
+    from levelup.report import plots as plot
+    from levelup.report.metrics import region_stats
+
+    study = run.study
+    low, high = run.names
+    low_e, high_e = np.asarray(db.get(low)), np.asarray(db.get(high))
+    predictions = _predictions(run, db)
+    x, xlabel = scan_coordinate(study, db)
+    along = x if x is not None else np.zeros(len(db))
+    regions = {name: (lo, hi) for name, lo, hi in study.output.regions}
+    stats, references = {}, {}
+    for name, pred in predictions.items():
+        references[name] = low if name == "pretrained" else high
+        stats[name] = region_stats(pred, low_e if name == "pretrained" else high_e, along, regions)
+    stats[f"{low} itself"] = region_stats(low_e, high_e, along, regions)
+    references[f"{low} itself"] = high
+
+    shown = {NAMES[k]: v for k, v in predictions.items()}
+    tuned = {NAMES[k]: v for k, v in predictions.items() if k != "pretrained"}
+    figures: dict[str, Any] = {}
+    plots = study.output.plots
+    if x is not None and "energy_curves" in plots:
+        order = np.argsort(x, kind="stable")
+        curves = {high: high_e[order], **{k: v[order] for k, v in shown.items()}, low: low_e[order]}
+        points = {"training points": (x[train_idx], high_e[train_idx])}
+        if len(val_idx):
+            points["validation points"] = (x[val_idx], high_e[val_idx])
+        everywhere = np.isfinite(high_e).all()
+        figures["energy_curves"] = plot.energy_curves(
+            x[order], curves, points=points, relative_to=high if everywhere else low,
+            xlabel=xlabel, ylim=study.output.ylim, title=study.title)
+    if x is not None and "errors" in plots and tuned:
+        order = np.argsort(x, kind="stable")
+        figures["errors"] = plot.error_curves(
+            x[order], {k: (v - high_e)[order] for k, v in tuned.items()},
+            marks={"training points": x[train_idx]}, xlabel=xlabel)
+    known = np.isfinite(high_e)
+    if "parity" in plots and tuned and known.any():
+        figures["parity"] = plot.parity(high_e[known], {k: v[known] for k, v in tuned.items()},
+                                        reference_label=high)
+    if "learning_curves" in plots:  # the kernel delta has no history
+        figures["learning_curves"] = plot.learning_curves(_histories(run, predictions))
+
+    described = {name: (f"all {len(db)} geometries" if not (math.isfinite(lo) or math.isfinite(hi))
+                        else f"{lo:g} <= {xlabel or 'coordinate'} <= {hi:g}")
+                 for name, (lo, hi) in regions.items()}
+    times = {k: v for k, v in run.seconds.items() if v is not None}
+    report.write_run_folder(
+        run.folder, title=study.title, metrics=stats, figures=figures, notes=_notes(run),
+        references=references, regions=described, formats=study.output.formats,
+        intro=f"{len(db)} geometries ({study.geometries.source}); an ANI model pre-trained on "
+              f"{low} and carried to {high} from {len(train_idx)} training and {len(val_idx)} "
+              f"validation points. Errors in kcal/mol. Study file: study.toml.",
+        extra={"seed": study.seed, "times_s": times,
+               "high_level_points": {"train": train_idx.tolist(),
+                                     "validation": val_idx.tolist()},
+               "steps": {k: s.key[:16] for k, s in run.steps.items()}})
+
+
+def _histories(run: Any, names: Any) -> dict[str, Any]:
+    """Training histories of the models ``names`` that have one, by their figure label."""
+    histories = {("pre-training" if k == "pretrained" else k): run.history(k) for k in names}
+    return {k: h for k, h in histories.items() if h is not None}
+
+
+def _notes(run: Any) -> list[str]:
+    study = run.study
+    low, high = run.names
+    recipe = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(study.transfer).items())
+    notes = [f"pre-trained: the ANI model trained on {low} of every geometry "
+             f"({run.history('pretrained').best_epoch} epochs to its best validation)."]
+    if "transfer" in study.compare:
+        notes.append(f"transfer: the pre-trained model transferred with levelup.transfer.recipe "
+                     f"({type(study.transfer).__name__}: {recipe}; anchors on "
+                     f"{'every geometry' if study.anchors == 'all' else 'the high-level points'}).")
+        choice = run.linear_choice("transfer")
+        if choice is not None:
+            notes.append(choice.summary() + ".")
+    if "scratch" in study.compare:
+        notes.append("scratch: the same architecture trained on the high-level points only.")
+    if "delta" in study.compare:
+        notes.append(_delta_note(run))
+    notes.append("Models are kept in models/ under a hash of what determines them; "
+                 "manifest.json says which were reused by the last run.")
+    return notes
+
+
+def _delta_note(run: Any) -> str:
+    study = run.study
+    low, high = run.names
+    base = "the pre-trained model" if study.delta_base == "model" else f"{low} itself"
+    if study.delta_method == "neural":
+        return f"delta: an ANI network of {high} minus {base}, added to {base}."
+    model = run.model("delta")
+    chosen, info = model.chosen, model.info
+    pooled = " (the validation points pooled with the training points)" if info.get(
+        "pooled_validation") else ""
+    return (f"delta: kernel ridge regression (levelup.transfer.kerneldelta) of {high} minus {base} on "
+            f"inverse interatomic distances, added to {base}; fitted on {info.get('points')} "
+            f"high-level points{pooled}; "
+            f"{chosen['kind']} kernel, alpha {chosen['alpha']:g}, length scale "
+            f"{chosen['length_scale']:g} chosen by {info.get('cv')} cross-validation "
+            f"(RMSE {model.cv_rmse_kcalmol:.2f} kcal/mol).")
+
+
+__all__ = ["write_outputs"]

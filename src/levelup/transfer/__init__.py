@@ -1,0 +1,1 @@
+"""Transfer learning: surgery (freeze, add, replace), priors, the recipes, delta-learning."""
