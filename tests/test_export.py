@@ -1,6 +1,6 @@
-"""TorchScript export: the scriptable AEV equals levelup.model.aev; exported models reproduce levelup's
-energies and forces (in-process and in a subprocess where levelup cannot be imported); ensembles,
-padding, errors and the CLI."""
+"""TorchScript export: the scripted AEVComputer equals the eager one; exported models reproduce
+levelup's energies and forces (in-process and in a subprocess where levelup cannot be imported);
+ensembles, padding, errors and the CLI."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from levelup.data import Database
 from levelup.errors import ModelFileError
 from levelup.model.aev import AEVComputer, AEVParams
 from levelup.model.ani import ANIModel, Ensemble
-from levelup.model.export import TorchScriptAEV, export_torchscript, read_export_info, script_model
+from levelup.model.export import export_torchscript, read_export_info, script_model
 
 # torch >= 2.10 deprecates torch.jit; the export is TorchScript on purpose (see levelup.model.export)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
@@ -51,10 +51,10 @@ def _padded(atoms_list: list[Atoms], elements: list[int]) -> tuple[torch.Tensor,
 
 @pytest.mark.parametrize("params, elements", [(AEVParams.ani1x(), [1, 6, 7, 8]),
                                               (AEVParams.ani2x(), [1, 6, 7, 8, 16, 9, 17])])
-def test_scriptable_aev_equals_levelup_aev(params, elements):
+def test_scripted_aev_equals_eager_aev(params, elements):
     reference = AEVComputer(params, len(elements))
     reference.warn_isolated = False
-    scripted = torch.jit.script(TorchScriptAEV(params, len(elements)))
+    scripted = torch.jit.script(AEVComputer(params, len(elements)))
     for atoms in MOLECULES:  # one at a time
         species, xyz = _padded([atoms], elements)
         np.testing.assert_allclose(scripted(species, xyz).numpy(), reference(species, xyz).numpy(),

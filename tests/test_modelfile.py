@@ -16,7 +16,8 @@ from safetensors.torch import save as st_save
 from levelup.data import Database
 from levelup.errors import ModelFileError
 from levelup.model.ani import ANIModel, Ensemble
-from levelup.model.files import FORMAT_VERSION, load_metadata, load_model, read_header
+from levelup.model.fileformat import FORMAT_VERSION
+from levelup.model.files import load_metadata, load_model, read_header
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +223,7 @@ def test_pickle_payload_never_runs(tmp_path):
 def test_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle():
     import json as _json
 
-    from levelup.model.files import _raw_header
+    from levelup.model.fileformat import _raw_header
 
     header = _json.dumps({"__metadata__": {}}).ljust(0x0F80).encode()
     data = len(header).to_bytes(8, "little") + header

@@ -153,6 +153,10 @@ class AEVComputer(torch.nn.Module):
     padding coordinates are ignored). Returns (molecules, atoms, aev_length) in the dtype of
     the coordinates, zeros for padding atoms. Twice differentiable (forces, Hessians).
 
+    The module is TorchScript-ready (``torch.jit.script(AEVComputer(...))``): the TorchScript
+    export (:mod:`levelup.model.export`) scripts this very code. Scripted, it skips the input
+    checks and the NoNeighbourWarning, which only the eager module gives.
+
     Neighbours are found among all pairs of atoms of each molecule (no periodic boundaries), so
     the cost grows as atoms^2 per molecule: built for small and medium molecules.
     """
@@ -164,6 +168,11 @@ class AEVComputer(torch.nn.Module):
             raise ValueError(f"n_species must be >= 1; got {n_species}")
         self.n_species = int(n_species)
         p = self.params
+        # plain numbers for the scripted code, which cannot read the AEVParams dataclass
+        self.Rcr, self.Rca = float(p.Rcr), float(p.Rca)
+        self.radial_sublength = p.radial_sublength
+        self.angular_sublength = p.angular_sublength
+        self.n_pairs = n_species * (n_species + 1) // 2  # unordered species pairs
         f64 = torch.float64
         # shapes chosen so that flattening gives TorchANI's order: EtaR outer, ShfR inner;
         # EtaA, Zeta, ShfA, ShfZ from outer to inner
@@ -184,19 +193,35 @@ class AEVComputer(torch.nn.Module):
         pair_slot[s2, s1] = torch.arange(s1.numel())
         self.register_buffer("pair_slot", pair_slot, persistent=False)
         self.radial_length = n_species * p.radial_sublength
-        self.angular_length = (n_species * (n_species + 1) // 2) * p.angular_sublength
+        self.angular_length = self.n_pairs * p.angular_sublength
         self.aev_length = self.radial_length + self.angular_length
         #: emit NoNeighbourWarning for atoms without neighbours (switch off for scans on purpose)
         self.warn_isolated = True
 
     def extra_repr(self) -> str:
+        """What ``print(module)`` shows."""
         return f"n_species={self.n_species}, aev_length={self.aev_length}, params={self.params}"
 
-    def _constants(self, dtype: torch.dtype) -> tuple[Tensor, ...]:
-        return tuple(t.to(dtype) for t in (self.EtaR, self.ShfR, self.EtaA, self.Zeta, self.ShfA,
-                                           self.ShfZ))
-
     def forward(self, species: Tensor, coordinates: Tensor) -> Tensor:
+        """AEVs (molecules, atoms, aev_length) of ``species`` (molecules, atoms; -1 pads) at
+        ``coordinates`` (molecules, atoms, 3) Angstrom: radial blocks, then angular blocks."""
+        if not torch.jit.is_scripting():
+            self._check_inputs(species, coordinates)
+        m, a = species.shape[0], species.shape[1]
+        atom_i, atom_j, vec, dist = self._neighbour_list(species, coordinates)
+        if not torch.jit.is_scripting():
+            if self.warn_isolated:
+                self._warn_isolated(species, atom_i, atom_j)
+        flat_species = species.reshape(-1)  # (molecules*atoms,)
+        radial = self._radial_aev(flat_species, atom_i, atom_j, dist, m * a)
+        angular = self._angular_aev(flat_species, atom_i, atom_j, vec, dist, m * a)
+        return torch.cat(
+            [radial.view(m, a, self.radial_length), angular.view(m, a, self.angular_length)],
+            dim=-1,
+        )  # (molecules, atoms, aev_length)
+
+    @torch.jit.unused
+    def _check_inputs(self, species: Tensor, coordinates: Tensor) -> None:
         if species.dim() != 2 or coordinates.shape != (*species.shape, 3):
             raise ValueError(
                 f"AEVComputer expects species (molecules, atoms) and coordinates (molecules, "
@@ -205,83 +230,99 @@ class AEVComputer(torch.nn.Module):
         if species.numel() and int(species.max()) >= self.n_species:
             raise ValueError(f"species index {int(species.max())} out of range for an AEV of "
                              f"{self.n_species} species (indices 0..{self.n_species - 1}, -1 pads)")
-        p = self.params
-        EtaR, ShfR, EtaA, Zeta, ShfA, ShfZ = self._constants(coordinates.dtype)
-        m, a = species.shape
-        n_sp = self.n_species
-        device = coordinates.device
-        out_radial = coordinates.new_zeros(m * a * n_sp, p.radial_sublength)
-        out_angular = coordinates.new_zeros(m * a * (n_sp * (n_sp + 1) // 2), p.angular_sublength)
-        flat_species = species.reshape(-1)  # (molecules*atoms,)
-        flat_xyz = coordinates.reshape(-1, 3)  # (molecules*atoms, 3)
 
-        # all pairs i < j inside each molecule, then keep real atoms within the radial cutoff
-        i_loc, j_loc = torch.triu_indices(a, a, offset=1, device=device)
+    def _neighbour_list(self, species: Tensor, coordinates: Tensor
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Pairs i < j of real atoms of one molecule within the radial cutoff: global atom
+        indices (into molecules*atoms) of i and of j, each (pairs,); the vectors from i to j
+        (pairs, 3), Angstrom; their lengths (pairs,)."""
+        a = species.shape[1]
+        ij = torch.triu_indices(a, a, offset=1, device=coordinates.device)
+        i_loc, j_loc = ij[0], ij[1]  # (all pairs,) positions inside a molecule
         real = species >= 0  # (molecules, atoms)
-        pair_real = real[:, i_loc] & real[:, j_loc]  # (molecules, pairs)
-        vec_all = coordinates[:, j_loc] - coordinates[:, i_loc]  # (molecules, pairs, 3)
+        pair_real = real[:, i_loc] & real[:, j_loc]  # (molecules, all pairs)
+        vec_all = coordinates[:, j_loc] - coordinates[:, i_loc]  # (molecules, all pairs, 3)
         # only real pairs enter the sqrt, so padding (0, 0, 0) never gives a NaN gradient
         d2_all = (vec_all.detach() ** 2).sum(-1)
-        keep = pair_real & (d2_all <= p.Rcr ** 2)
-        mol, pair = keep.nonzero(as_tuple=True)
-        atom_i = mol * a + i_loc[pair]  # global index (molecules*atoms) of the first atom
+        keep = torch.nonzero(pair_real & (d2_all <= self.Rcr ** 2))  # (pairs, 2): molecule, pair
+        mol, pair = keep[:, 0], keep[:, 1]
+        atom_i = mol * a + i_loc[pair]
         atom_j = mol * a + j_loc[pair]
+        flat_xyz = coordinates.reshape(-1, 3)  # (molecules*atoms, 3)
         vec = flat_xyz[atom_j] - flat_xyz[atom_i]  # (pairs, 3) from i to j
-        dist = vec.norm(dim=-1)  # (pairs,)
+        return atom_i, atom_j, vec, torch.linalg.vector_norm(vec, dim=-1)
 
-        # radial terms (eq. 3); 0.25 is NeuroChem's factor, which TorchANI keeps (not in the paper)
-        fc = _cutoff_cosine(dist, p.Rcr)
+    @torch.jit.unused
+    def _warn_isolated(self, species: Tensor, atom_i: Tensor, atom_j: Tensor) -> None:
+        real = species.reshape(-1) >= 0
+        if not real.any():
+            return
+        has_neighbour = torch.zeros_like(real)
+        has_neighbour[atom_i] = True
+        has_neighbour[atom_j] = True
+        lonely = real & ~has_neighbour
+        if lonely.any():
+            a = species.shape[1]
+            first = int(lonely.nonzero()[0, 0])
+            warnings.warn(
+                f"{int(lonely.sum())} atom(s) have no neighbour within the radial cutoff "
+                f"{self.Rcr} Angstrom (first: molecule {first // a}, atom {first % a}); the "
+                "model treats them as isolated atoms",
+                NoNeighbourWarning, stacklevel=3,
+            )
+
+    def _radial_aev(self, flat_species: Tensor, atom_i: Tensor, atom_j: Tensor, dist: Tensor,
+                    n_atoms: int) -> Tensor:
+        """Radial terms (eq. 3) summed per atom and neighbour element: (n_atoms * n_species,
+        radial_sublength), rows atom-major."""
+        EtaR, ShfR = self.EtaR.to(dist.dtype), self.ShfR.to(dist.dtype)
+        # 0.25 is NeuroChem's factor, which TorchANI keeps (not in the paper)
+        fc = _cutoff_cosine(dist, self.Rcr)
         radial = 0.25 * torch.exp(-EtaR * (dist.view(-1, 1, 1) - ShfR) ** 2) * fc.view(-1, 1, 1)
         radial = radial.flatten(1)  # (pairs, radial_sublength)
-        sp_i, sp_j = flat_species[atom_i], flat_species[atom_j]
-        out_radial.index_add_(0, atom_i * n_sp + sp_j, radial)
-        out_radial.index_add_(0, atom_j * n_sp + sp_i, radial)
+        out = dist.new_zeros([n_atoms * self.n_species, self.radial_sublength])
+        out.index_add_(0, atom_i * self.n_species + flat_species[atom_j], radial)
+        out.index_add_(0, atom_j * self.n_species + flat_species[atom_i], radial)
+        return out
 
-        if self.warn_isolated and real.any():
-            has_neighbour = torch.zeros(m * a, dtype=torch.bool, device=device)
-            has_neighbour[atom_i] = True
-            has_neighbour[atom_j] = True
-            lonely = real.reshape(-1) & ~has_neighbour
-            if lonely.any():
-                n_lonely = int(lonely.sum())
-                first = int(lonely.nonzero()[0, 0])
-                warnings.warn(
-                    f"{n_lonely} atom(s) have no neighbour within the radial cutoff "
-                    f"{p.Rcr} Angstrom (first: molecule {first // a}, atom {first % a}); the "
-                    "model treats them as isolated atoms",
-                    NoNeighbourWarning, stacklevel=2,
-                )
+    def _angular_aev(self, flat_species: Tensor, atom_i: Tensor, atom_j: Tensor, vec: Tensor,
+                     dist: Tensor, n_atoms: int) -> Tensor:
+        """Angular terms (eq. 4) summed per centre atom and unordered pair of neighbour
+        elements, over pairs of neighbours within ``Rca``: (n_atoms * n_pairs,
+        angular_sublength), rows atom-major."""
+        out = dist.new_zeros([n_atoms * self.n_pairs, self.angular_sublength])
+        close = dist <= self.Rca
+        if not bool(close.any()):
+            return out
+        ai, aj, v, d = atom_i[close], atom_j[close], vec[close], dist[close]
+        # directed neighbour list: (centre, neighbour, vector centre->neighbour, distance)
+        centre = torch.cat([ai, aj])
+        neighbour = torch.cat([aj, ai])
+        vectors = torch.cat([v, -v])
+        distances = torch.cat([d, d])
+        c_idx, n1, n2 = _neighbour_pairs(centre)  # (triples,) each
+        if c_idx.numel() == 0:
+            return out
+        angular = self._angular_terms(vectors[n1], vectors[n2], distances[n1], distances[n2])
+        slot = self.pair_slot[flat_species[neighbour[n1]], flat_species[neighbour[n2]]]
+        out.index_add_(0, c_idx * self.n_pairs + slot, angular)
+        return out
 
-        # angular terms (eq. 4): pairs of neighbours (j, k) of each centre within Rca
-        close = dist <= p.Rca
-        if bool(close.any()):
-            ai, aj, v, d = atom_i[close], atom_j[close], vec[close], dist[close]
-            # directed neighbour list: (centre, neighbour, vector centre->neighbour, distance)
-            centre = torch.cat([ai, aj])
-            neighbour = torch.cat([aj, ai])
-            vectors = torch.cat([v, -v])
-            distances = torch.cat([d, d])
-            c_idx, n1, n2 = _neighbour_pairs(centre)
-            if c_idx.numel():
-                v1, v2 = vectors[n1], vectors[n2]  # (triples, 3)
-                d1, d2 = distances[n1], distances[n2]
-                # 0.95 keeps acos away from +-1, where its derivative is infinite (TorchANI)
-                cos = 0.95 * (v1 * v2).sum(-1) / (d1 * d2)
-                angle = torch.acos(cos).view(-1, 1, 1, 1, 1)
-                factor1 = ((1 + torch.cos(angle - ShfZ)) / 2) ** Zeta
-                mean_d = ((d1 + d2) / 2).view(-1, 1, 1, 1, 1)
-                factor2 = torch.exp(-EtaA * (mean_d - ShfA) ** 2)
-                fcs = (_cutoff_cosine(d1, p.Rca) * _cutoff_cosine(d2, p.Rca)).view(-1, 1, 1, 1, 1)
-                # small factors first, so that only one product has the full size
-                angular = (factor1 * (factor2 * (2 * fcs))).flatten(1)  # (triples, angular_sub.)
-                slot = self.pair_slot[flat_species[neighbour[n1]], flat_species[neighbour[n2]]]
-                n_pairs = n_sp * (n_sp + 1) // 2
-                out_angular.index_add_(0, c_idx * n_pairs + slot, angular)
-
-        return torch.cat(
-            [out_radial.view(m, a, self.radial_length), out_angular.view(m, a, self.angular_length)],
-            dim=-1,
-        )  # (molecules, atoms, aev_length)
+    def _angular_terms(self, v1: Tensor, v2: Tensor, d1: Tensor, d2: Tensor) -> Tensor:
+        """One summand of eq. 4 per triple (centre, j, k): vectors (triples, 3) and distances
+        (triples,) from the centre to j and to k -> (triples, angular_sublength)."""
+        dtype = d1.dtype
+        EtaA, Zeta = self.EtaA.to(dtype), self.Zeta.to(dtype)
+        ShfA, ShfZ = self.ShfA.to(dtype), self.ShfZ.to(dtype)
+        # 0.95 keeps acos away from +-1, where its derivative is infinite (TorchANI)
+        cos = 0.95 * (v1 * v2).sum(-1) / (d1 * d2)
+        angle = torch.acos(cos).view(-1, 1, 1, 1, 1)
+        factor1 = ((1 + torch.cos(angle - ShfZ)) / 2) ** Zeta
+        mean_d = ((d1 + d2) / 2).view(-1, 1, 1, 1, 1)
+        factor2 = torch.exp(-EtaA * (mean_d - ShfA) ** 2)
+        fcs = (_cutoff_cosine(d1, self.Rca) * _cutoff_cosine(d2, self.Rca)).view(-1, 1, 1, 1, 1)
+        # small factors first, so that only one product has the full size
+        return (factor1 * (factor2 * (2 * fcs))).flatten(1)  # (triples, angular_sublength)
 
 
 def _neighbour_pairs(centre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -299,12 +340,13 @@ def _neighbour_pairs(centre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     uniques, counts = torch.unique_consecutive(sorted_centre, return_counts=True)
     n_pairs = counts * (counts - 1) // 2  # (centres,)
     if uniques.numel() == 0 or int(n_pairs.sum()) == 0:
-        empty = centre.new_zeros(0)
+        empty = centre.new_zeros([0])
         return empty, empty, empty
     max_count = int(counts.max())
     # local pairs (p < q) of a group of max_count entries; a centre with n entries uses the first
     # n (n - 1) / 2 of them because tril/triu ordering by q then p lists pairs of smaller q first
-    q, p = torch.tril_indices(max_count, max_count, offset=-1, device=centre.device)
+    qp = torch.tril_indices(max_count, max_count, offset=-1, device=centre.device)
+    q, p = qp[0], qp[1]
     group = torch.repeat_interleave(torch.arange(uniques.numel(), device=centre.device), n_pairs)
     starts = torch.cumsum(n_pairs, 0) - n_pairs  # first pair of each group
     local = torch.arange(group.numel(), device=centre.device) - starts[group]

@@ -19,20 +19,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from levelup.atomicwrite import write_bytes_atomic
 from levelup.elements import atomic_number, symbol
-from levelup.errors import DataError
+from levelup.errors import DataError, ModelFileError
 from levelup.model.aev import AEVComputer, AEVParams
-from levelup.model.networks import ALPHA, ANI1X_HIDDEN, OTHER_HIDDEN, build_network, init_network
-from levelup.model.predict import Prediction, predict_database
-
-if TYPE_CHECKING:
-    from levelup.data import Database
+from levelup.model.fileformat import encode
+from levelup.model.networks import (
+    ALPHA,
+    ANI1X_HIDDEN,
+    OTHER_HIDDEN,
+    build_network,
+    describe_network,
+    init_network,
+)
+from levelup.model.predict import DatabasePredictor
 
 
 def _species_index(elements: Sequence[int], species_z: Any) -> Tensor:
@@ -55,7 +61,7 @@ def _species_index(elements: Sequence[int], species_z: Any) -> Tensor:
     return torch.from_numpy(idx)
 
 
-class ANIModel(torch.nn.Module):
+class ANIModel(DatabasePredictor, torch.nn.Module):
     """An ANI neural-network potential.
 
     Args:
@@ -79,6 +85,10 @@ class ANIModel(torch.nn.Module):
         networks: ``torch.nn.ModuleDict`` keyed by element symbol; each a Sequential Linear,
             CELU, ..., Linear(->1) with the Linear layers at positions 0, 2, 4, 6.
         self_energies: float64 buffer (n_elements,), Hartree, in ``elements`` order.
+
+    ``model(species, coordinates)`` gives energies of index tensors; ``model.predict(db)`` of a
+    whole database (:class:`~levelup.model.predict.DatabasePredictor`); ``model.save(path)``
+    writes a model file that :func:`levelup.model.files.load_model` reads.
     """
 
     def __init__(
@@ -251,44 +261,51 @@ class ANIModel(torch.nn.Module):
         """(1, molecules) float64 Hartree: the ensemble interface for one model."""
         return self(species, coordinates).unsqueeze(0)
 
-    def predict(
-        self,
-        db: Database,
-        *,
-        forces: bool = False,
-        hessians: bool = False,
-        batch_size: int = 1024,
-        device: str | torch.device = "cpu",
-        progress: bool = False,
-    ) -> Prediction:
-        """Energies (Hartree), and forces (Hartree/Angstrom) and Hessians (Hartree/Angstrom^2) if
-        asked, for every molecule of ``db``; see :class:`~levelup.model.predict.Prediction`.
-
-        Batches of up to ``batch_size`` molecules of equal size; ``device="cuda"`` runs on the
-        GPU (ConfigError if there is none) without moving this model.
-        """
-        return predict_database(self, db, forces=forces, hessians=hessians,
-                                batch_size=batch_size, device=device, progress=progress)
-
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
-        """Write a model file (see :mod:`levelup.model.files`) atomically; ``metadata`` (JSON-ready:
-        what it was trained on, the level of theory, ...) is stored in its header."""
-        from levelup.model.files import save_model
+    def file_entry(self, prefix: str = "") -> dict[str, Any]:
+        """This model's entry in a model-file header (see :mod:`levelup.model.fileformat`):
+        elements, AEV parameters, layers, dtype, self energies (Hartree) and the names of frozen
+        parameters, each prefixed with ``prefix`` (``"members.<k>."`` inside an ensemble)."""
+        networks = {}
+        for name, net in self.networks.items():
+            try:
+                networks[name] = describe_network(net)
+            except ValueError as exc:
+                raise ModelFileError(f"cannot save the {name} network: {exc}") from None
+        return {
+            "elements": self.symbols,
+            "atomic_numbers": list(self.elements),
+            "aev": self.aev_params.to_dict(),
+            "networks": networks,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "self_energies": dict(zip(self.symbols, self.self_energies.tolist(), strict=True)),
+            "frozen": [prefix + n for n, p in self.named_parameters() if not p.requires_grad],
+        }
 
-        save_model(self, path, metadata=metadata)
+    def to_bytes(self, metadata: Mapping[str, Any] | None = None) -> bytes:
+        """The bytes of a model file holding this model; ``metadata`` as in :meth:`save`."""
+        return encode("ANIModel", [self.file_entry()], self.state_dict(), metadata)
+
+    def save(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
+        """Write a model file (see :mod:`levelup.model.fileformat`) atomically; ``metadata``
+        (JSON-ready: what it was trained on, the level of theory, ...) is stored in its header.
+        :func:`levelup.model.files.load_model` reads it back."""
+        write_bytes_atomic(path, self.to_bytes(metadata))
 
     def extra_repr(self) -> str:
+        """What ``print(model)`` shows besides the submodules."""
         return f"elements={self.symbols}"
 
 
-class Ensemble(torch.nn.Module):
+class Ensemble(DatabasePredictor, torch.nn.Module):
     """The mean of several ANI models with the same elements and AEV parameters.
 
     ``predict`` gives the mean energies and forces, plus ``energies_std`` (sample standard
     deviation over members, Hartree) and ``member_energies``. The AEV is computed once per batch
     and shared by the members.
     """
+
+    ensemble_statistics = True  # predict reports energies_std and member_energies
 
     def __init__(self, members: Sequence[ANIModel]) -> None:
         super().__init__()
@@ -313,18 +330,22 @@ class Ensemble(torch.nn.Module):
 
     @property
     def symbols(self) -> list[str]:
+        """Element symbols, as in every member."""
         return self.members[0].symbols
 
     @property
     def aev_params(self) -> AEVParams:
+        """AEV hyperparameters, as in every member."""
         return self.members[0].aev_params
 
     @property
     def dtype(self) -> torch.dtype:
+        """dtype of the first member's networks (members may differ)."""
         return self.members[0].dtype
 
     @property
     def device(self) -> torch.device:
+        """Device of the first member's parameters."""
         return self.members[0].device
 
     def __len__(self) -> int:
@@ -348,24 +369,11 @@ class Ensemble(torch.nn.Module):
         """Mean total energies (molecules,), float64 Hartree."""
         return self.member_energies(species, coordinates).mean(0)
 
-    def predict(
-        self,
-        db: Database,
-        *,
-        forces: bool = False,
-        hessians: bool = False,
-        batch_size: int = 1024,
-        device: str | torch.device = "cpu",
-        progress: bool = False,
-    ) -> Prediction:
-        """Like :meth:`ANIModel.predict`, with the mean over members, ``energies_std`` and
-        ``member_energies``."""
-        return predict_database(self, db, forces=forces, hessians=hessians,
-                                batch_size=batch_size, device=device, progress=progress,
-                                ensemble=True)
+    def to_bytes(self, metadata: Mapping[str, Any] | None = None) -> bytes:
+        """The bytes of a model file holding all members; ``metadata`` as in :meth:`save`."""
+        members = [m.file_entry(f"members.{k}.") for k, m in enumerate(self.members)]
+        return encode("Ensemble", members, self.state_dict(), metadata)
 
     def save(self, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> None:
-        """Write all members to one model file (see :mod:`levelup.model.files`)."""
-        from levelup.model.files import save_model
-
-        save_model(self, path, metadata=metadata)
+        """Write all members to one model file (see :meth:`ANIModel.save`)."""
+        write_bytes_atomic(path, self.to_bytes(metadata))

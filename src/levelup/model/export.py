@@ -14,15 +14,14 @@ exported as the mean of its members; ``m.member_energies(species, coordinates)``
 The file records its elements, units and levelup version in the extra file ``levelup.json``
 (``torch.jit.load(path, _extra_files={"levelup.json": ""})``).
 
-The AEV is a TorchScript port of :class:`levelup.model.aev.AEVComputer` (same equations, same order
-of terms), scripted rather than traced so that any molecule size works.
+The AEV is :class:`levelup.model.aev.AEVComputer` itself, scripted (not traced) so that any
+molecule size works: one implementation serves training, prediction and the export.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import warnings
 from collections.abc import Mapping
@@ -33,133 +32,12 @@ from torch import Tensor
 
 from levelup.atomicwrite import atomic_path
 from levelup.errors import ModelFileError
-from levelup.model.aev import AEVParams
+from levelup.model.aev import AEVComputer
 from levelup.model.ani import ANIModel, Ensemble
 from levelup.units import ENERGY, FORCE, LENGTH
 
 #: Name of the JSON file stored inside the TorchScript archive.
 EXTRA_FILE = "levelup.json"
-
-
-class TorchScriptAEV(torch.nn.Module):
-    """AEVs exactly as :class:`levelup.model.aev.AEVComputer` computes them, in TorchScript-friendly
-    code (no Python objects, no warnings).
-
-    ``forward(species, coordinates)``: species LongTensor (molecules, atoms) of element indices
-    with -1 padding, coordinates (molecules, atoms, 3) Angstrom -> (molecules, atoms,
-    aev_length) in the dtype of the coordinates, zeros for padding atoms.
-    """
-
-    def __init__(self, params: AEVParams, n_species: int) -> None:
-        super().__init__()
-        p = params
-        f64 = torch.float64
-        self.Rcr = float(p.Rcr)
-        self.Rca = float(p.Rca)
-        self.n_species = int(n_species)
-        self.radial_sublength = p.radial_sublength
-        self.angular_sublength = p.angular_sublength
-        self.n_pairs = n_species * (n_species + 1) // 2
-        self.radial_length = n_species * p.radial_sublength
-        self.angular_length = self.n_pairs * p.angular_sublength
-        self.aev_length = self.radial_length + self.angular_length
-        # shapes as in AEVComputer, so that flattening gives TorchANI's order
-        self.register_buffer("EtaR", torch.tensor(p.EtaR, dtype=f64).view(-1, 1))
-        self.register_buffer("ShfR", torch.tensor(p.ShfR, dtype=f64).view(1, -1))
-        self.register_buffer("EtaA", torch.tensor(p.EtaA, dtype=f64).view(-1, 1, 1, 1))
-        self.register_buffer("Zeta", torch.tensor(p.Zeta, dtype=f64).view(1, -1, 1, 1))
-        self.register_buffer("ShfA", torch.tensor(p.ShfA, dtype=f64).view(1, 1, -1, 1))
-        self.register_buffer("ShfZ", torch.tensor(p.ShfZ, dtype=f64).view(1, 1, 1, -1))
-        s1, s2 = torch.triu_indices(n_species, n_species)
-        pair_slot = torch.zeros(n_species, n_species, dtype=torch.long)
-        pair_slot[s1, s2] = torch.arange(s1.numel())
-        pair_slot[s2, s1] = torch.arange(s1.numel())
-        self.register_buffer("pair_slot", pair_slot)
-
-    def forward(self, species: Tensor, coordinates: Tensor) -> Tensor:
-        dtype = coordinates.dtype
-        EtaR, ShfR = self.EtaR.to(dtype), self.ShfR.to(dtype)
-        EtaA, Zeta = self.EtaA.to(dtype), self.Zeta.to(dtype)
-        ShfA, ShfZ = self.ShfA.to(dtype), self.ShfZ.to(dtype)
-        m, a = species.shape[0], species.shape[1]
-        n_sp = self.n_species
-        device = coordinates.device
-        out_radial = coordinates.new_zeros([m * a * n_sp, self.radial_sublength])
-        out_angular = coordinates.new_zeros([m * a * self.n_pairs, self.angular_sublength])
-        flat_species = species.reshape(-1)
-        flat_xyz = coordinates.reshape(-1, 3)
-
-        # all pairs i < j of real atoms within the radial cutoff
-        ij = torch.triu_indices(a, a, offset=1, device=device)
-        i_loc, j_loc = ij[0], ij[1]
-        real = species >= 0
-        pair_real = real[:, i_loc] & real[:, j_loc]  # (molecules, pairs)
-        vec_all = (coordinates[:, j_loc] - coordinates[:, i_loc]).detach()
-        keep = pair_real & ((vec_all * vec_all).sum(-1) <= self.Rcr * self.Rcr)
-        kept = torch.nonzero(keep)  # (pairs, 2): molecule, pair
-        mol, pair = kept[:, 0], kept[:, 1]
-        atom_i = mol * a + i_loc[pair]
-        atom_j = mol * a + j_loc[pair]
-        vec = flat_xyz[atom_j] - flat_xyz[atom_i]  # (pairs, 3)
-        dist = torch.linalg.vector_norm(vec, dim=-1)  # (pairs,)
-
-        # radial terms (eq. 3 of Smith et al. 2017, with NeuroChem's 0.25)
-        fc = 0.5 * torch.cos(dist * (math.pi / self.Rcr)) + 0.5
-        radial = 0.25 * torch.exp(-EtaR * (dist.view(-1, 1, 1) - ShfR) ** 2) * fc.view(-1, 1, 1)
-        radial = radial.flatten(1)
-        sp_i, sp_j = flat_species[atom_i], flat_species[atom_j]
-        out_radial.index_add_(0, atom_i * n_sp + sp_j, radial)
-        out_radial.index_add_(0, atom_j * n_sp + sp_i, radial)
-
-        # angular terms (eq. 4): pairs of neighbours of each centre within Rca
-        close = dist <= self.Rca
-        if bool(close.any()):
-            ai, aj, v, d = atom_i[close], atom_j[close], vec[close], dist[close]
-            centre = torch.cat([ai, aj])
-            neighbour = torch.cat([aj, ai])
-            vectors = torch.cat([v, -v])
-            distances = torch.cat([d, d])
-            c_idx, n1, n2 = _neighbour_pairs(centre, m * a)
-            if c_idx.numel() > 0:
-                v1, v2 = vectors[n1], vectors[n2]
-                d1, d2 = distances[n1], distances[n2]
-                cos = 0.95 * (v1 * v2).sum(-1) / (d1 * d2)
-                angle = torch.acos(cos).view(-1, 1, 1, 1, 1)
-                factor1 = ((1 + torch.cos(angle - ShfZ)) / 2) ** Zeta
-                mean_d = ((d1 + d2) / 2).view(-1, 1, 1, 1, 1)
-                factor2 = torch.exp(-EtaA * (mean_d - ShfA) ** 2)
-                fc1 = 0.5 * torch.cos(d1 * (math.pi / self.Rca)) + 0.5
-                fc2 = 0.5 * torch.cos(d2 * (math.pi / self.Rca)) + 0.5
-                fcs = (fc1 * fc2).view(-1, 1, 1, 1, 1)
-                angular = (factor1 * (factor2 * (2 * fcs))).flatten(1)
-                slot = self.pair_slot[flat_species[neighbour[n1]], flat_species[neighbour[n2]]]
-                out_angular.index_add_(0, c_idx * self.n_pairs + slot, angular)
-
-        return torch.cat([out_radial.view(m, a, self.radial_length),
-                          out_angular.view(m, a, self.angular_length)], dim=-1)
-
-
-def _neighbour_pairs(centre: Tensor, n_atoms: int) -> tuple[Tensor, Tensor, Tensor]:
-    """All unordered pairs of entries sharing a centre (see levelup.model.aev._neighbour_pairs):
-    (centre, first entry, second entry), each (pairs,)."""
-    order = torch.argsort(centre, stable=True)
-    all_counts = torch.bincount(centre, minlength=n_atoms)
-    uniques = torch.nonzero(all_counts > 0).view(-1)  # ascending, as argsort orders them
-    counts = all_counts[uniques]
-    n_pairs = counts * (counts - 1) // 2
-    if int(n_pairs.sum()) == 0:
-        empty = centre.new_zeros([0])
-        return empty, empty, empty
-    max_count = int(counts.max())
-    qp = torch.tril_indices(max_count, max_count, offset=-1, device=centre.device)
-    q, p = qp[0], qp[1]
-    group = torch.repeat_interleave(torch.arange(uniques.numel(), device=centre.device), n_pairs)
-    starts = torch.cumsum(n_pairs, 0) - n_pairs
-    local = torch.arange(group.numel(), device=centre.device) - starts[group]
-    first_entry = torch.cumsum(counts, 0) - counts
-    e1 = order[first_entry[group] + p[local]]
-    e2 = order[first_entry[group] + q[local]]
-    return uniques[group], e1, e2
 
 
 class _Member(torch.nn.Module):
@@ -197,7 +75,7 @@ class ExportedModel(torch.nn.Module):
         first = members[0]
         self.elements = list(first.elements)  # atomic numbers, in the AEV's element order
         self.double_precision = first.dtype == torch.float64
-        self.aev = TorchScriptAEV(first.aev_params, len(first.elements))
+        self.aev = AEVComputer(first.aev_params, len(first.elements))
         self.members = torch.nn.ModuleList([_Member(m) for m in members])
         table = torch.full((max(first.elements) + 1,), -2, dtype=torch.long)
         table[0] = -1

@@ -1,294 +1,86 @@
-"""Model files: versioned, safe, one file per model or ensemble.
+"""Model files: load an :class:`~levelup.model.ani.ANIModel` or
+:class:`~levelup.model.ani.Ensemble` from the file that its ``save`` wrote.
 
-A model file is a `safetensors <https://huggingface.co/docs/safetensors>`_ file (readable by any
-safetensors tool): an 8-byte header length, a JSON header, then raw tensor bytes. Nothing in it
-is pickled, so loading it cannot run code. The safetensors metadata holds one entry,
-``"levelup"``, a JSON document::
+The format (a safetensors file with a versioned levelup header; nothing pickled) is described
+and checked in :mod:`levelup.model.fileformat`; this module builds models from what it reads::
 
-    {
-      "format": "levelup-ani", "format_version": 1, "levelup_version": "0.1.0",
-      "kind": "ANIModel" | "Ensemble",
-      "units": {"length": "Angstrom", "energy": "Hartree", "self_energies": "Hartree"},
-      "members": [                      # one entry for a model, one per member of an ensemble
-        {"elements": ["H", "C"], "atomic_numbers": [1, 6],
-         "aev": {"Rcr": 5.2, ...},       # AEVParams.to_dict()
-         "networks": {"H": [{"type": "Linear", "in": 384, "out": 160, "bias": true},
-                            {"type": "CELU", "alpha": 0.1}, ...], ...},
-         "dtype": "float32",
-         "self_energies": {"H": -0.5, ...},   # for reading; the float64 tensor is authoritative
-         "frozen": ["networks.H.0.weight", ...]}   # parameters with requires_grad False
-      ],
-      "metadata": {...},                # what the caller passed: training data, level, history
-      "tensors_sha256": "..."           # over names, dtypes, shapes and bytes of all tensors
-    }
-
-Tensors are the model's ``state_dict()`` (an ensemble's keys start with ``members.<k>.``),
-stored in their own dtype, so a saved and reloaded model predicts bit-identically. Files are
-written atomically. Reading checks the format name and version, the checksum, and that the
-tensors fit the architecture; anything wrong raises :class:`~levelup.errors.ModelFileError`.
+    model = load_model("h2.pt")          # ANIModel or Ensemble, ModelFileError if anything is off
+    load_metadata("h2.pt")               # what it was trained on, the level of theory, ...
+    read_header("h2.pt")["members"][0]   # its architecture, without loading the weights
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
-import struct
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import torch
-
-from levelup.atomicwrite import write_bytes_atomic
 from levelup.errors import ModelFileError
 from levelup.model.aev import AEVParams
 from levelup.model.ani import ANIModel, Ensemble
-from levelup.model.networks import describe_network, network_from_spec
-from levelup.units import ENERGY, LENGTH
+from levelup.model.fileformat import DTYPES, decode, fail, read_header, read_model_bytes
+from levelup.model.networks import network_from_spec
 
-FORMAT = "levelup-ani"
-#: Newest format version this levelup writes and reads.
-FORMAT_VERSION = 1
-_KEY = "levelup"
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16}
-_MAX_HEADER = 100_000_000  # bytes; a larger header is not one levelup wrote
-_SIZE_SLACK = 10_000_000  # numbers a header may ask for beyond its tensors (see _check_sizes)
-
-
-def _version() -> str:
-    from levelup._version import __version__
-
-    return __version__
-
-
-def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _member_header(model: ANIModel, prefix: str) -> dict[str, Any]:
-    networks = {}
-    for name, net in model.networks.items():
-        try:
-            networks[name] = describe_network(net)
-        except ValueError as exc:
-            raise ModelFileError(f"cannot save the {name} network: {exc}") from None
-    dtype = str(model.dtype).removeprefix("torch.")
-    return {
-        "elements": model.symbols,
-        "atomic_numbers": list(model.elements),
-        "aev": model.aev_params.to_dict(),
-        "networks": networks,
-        "dtype": dtype,
-        "self_energies": dict(zip(model.symbols, model.self_energies.tolist(), strict=True)),
-        "frozen": [prefix + n for n, p in model.named_parameters() if not p.requires_grad],
-    }
+__all__ = ["load_metadata", "load_model", "model_from_bytes", "model_to_bytes", "read_header",
+           "save_model"]
 
 
 def model_to_bytes(model: ANIModel | Ensemble, metadata: Mapping[str, Any] | None = None) -> bytes:
-    """The bytes of a model file for ``model`` (see the module docstring)."""
-    from safetensors.torch import save
-
-    if isinstance(model, Ensemble):
-        kind, members = "Ensemble", [(m, f"members.{k}.") for k, m in enumerate(model.members)]
-    elif isinstance(model, ANIModel):
-        kind, members = "ANIModel", [(model, "")]
-    else:
+    """The bytes of a model file for ``model`` (see :mod:`levelup.model.fileformat`)."""
+    if not isinstance(model, (ANIModel, Ensemble)):
         raise ModelFileError(f"can save an ANIModel or an Ensemble, not a {type(model).__name__}")
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "levelup_version": _version(),
-        "torch_version": torch.__version__,
-        "kind": kind,
-        "units": {"length": LENGTH, "energy": ENERGY, "self_energies": ENERGY},
-        "members": [_member_header(m, prefix) for m, prefix in members],
-        "metadata": dict(metadata or {}),
-        "tensors_sha256": _checksum(tensors),
-    }
-    try:
-        text = json.dumps(header, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"the model's metadata must be JSON-ready (strings, numbers, lists, "
-                             f"dicts; no NaN): {exc}") from None
-    return save(tensors, metadata={_KEY: text})
+    return model.to_bytes(metadata)
 
 
 def save_model(model: ANIModel | Ensemble, path: str | os.PathLike,
                metadata: Mapping[str, Any] | None = None) -> None:
-    """Write ``model`` to ``path`` atomically (a crash never leaves half a file)."""
-    write_bytes_atomic(path, model_to_bytes(model, metadata))
-
-
-def _fail(path: Any, why: str) -> ModelFileError:
-    return ModelFileError(f"{path}: {why}")
-
-
-def _raw_header(data: bytes, where: Any) -> dict[str, Any]:
-    """The safetensors JSON header of ``data``, with errors that say what the file is."""
-    # a safetensors file is an 8-byte header length, then the JSON header ("{"); a pickle
-    # starts with the PROTO opcode 0x80 and a protocol number, a torch.save zip with "PK"
-    is_safetensors = len(data) > 8 and data[8:9] == b"{"
-    if not is_safetensors and data[:2] == b"PK":
-        raise _fail(where, "this is a zip archive (a pickled torch.save file, or a TorchScript "
-                    "export such as levelup export writes), not a levelup model file; levelup "
-                    "never loads either, because loading them can run code. Give the model file "
-                    "that levelup train or finetune wrote (levelup info describes an export)")
-    if not is_safetensors and data[:1] == b"\x80":
-        raise _fail(where, "this is a pickled (torch.save) file, not a levelup model file; "
-                    "levelup never unpickles files because unpickling can run code. Rebuild the "
-                    "model and save it with model.save()")
-    if len(data) < 8:
-        raise _fail(where, f"only {len(data)} bytes: truncated, or not a levelup model file")
-    (size,) = struct.unpack("<Q", data[:8])
-    if size > _MAX_HEADER or 8 + size > len(data):
-        raise _fail(where, f"not a levelup model file, or truncated: its first 8 bytes announce "
-                    f"a {size}-byte header but the file has {len(data)} bytes")
-    try:
-        header = json.loads(data[8:8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _fail(where, "corrupted or foreign file: its header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise _fail(where, "corrupted or foreign file: its header is not a JSON object")
-    return header
-
-
-def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The levelup header of a model file (elements, architecture, metadata, ...), without
-    loading the weights. Raises ModelFileError as :func:`load_model` does."""
-    return _levelup_header(_read(path), path)
-
-
-def _read(path: str | os.PathLike) -> bytes:
-    """The bytes of the file at ``path``; a folder or an unreadable file is a ModelFileError."""
-    if Path(path).is_dir():
-        raise _fail(path, "a folder, not a model file: give the path of a file in it")
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise _fail(path, f"cannot read it ({exc.strerror or exc}): check the path and its "
-                    "permissions") from None
-
-
-def _levelup_header(data: bytes, where: Any) -> dict[str, Any]:
-    meta = _raw_header(data, where).get("__metadata__") or {}
-    text = meta.get(_KEY) if isinstance(meta, dict) else None
-    if not isinstance(text, str):
-        raise _fail(where, "a safetensors file without a levelup header: not a levelup model file "
-                    "(it may hold weights of another program)")
-    try:
-        header = json.loads(text)
-    except (ValueError, RecursionError):
-        raise _fail(where, "corrupted: the levelup header is not valid JSON") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        got = header.get("format") if isinstance(header, dict) else None
-        raise _fail(where, f"foreign file: format {got!r}, expected {FORMAT!r}")
-    version = header.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise _fail(where, f"corrupted: format_version {version!r} is not a positive integer")
-    if version > FORMAT_VERSION:
-        raise _fail(where, f"written by levelup {header.get('levelup_version', '?')} in model-file "
-                    f"format version {version}; this levelup ({_version()}) reads versions up to "
-                    f"{FORMAT_VERSION}: upgrade levelup (pip install -U levelup)")
-    return header
+    """Write ``model`` to ``path`` atomically (a crash never leaves half a file); the same as
+    ``model.save(path, metadata)``."""
+    if not isinstance(model, (ANIModel, Ensemble)):
+        raise ModelFileError(f"can save an ANIModel or an Ensemble, not a {type(model).__name__}")
+    model.save(path, metadata)
 
 
 def _build_member(spec: Any, where: Any) -> ANIModel:
+    """An ANIModel with the architecture of one header entry (weights still to be loaded)."""
     try:
         aev = AEVParams.from_dict(spec["aev"])
         networks = {name: network_from_spec(layers) for name, layers in spec["networks"].items()}
         model = ANIModel.from_networks(spec["elements"], networks, aev=aev)
-        dtype = _DTYPES[spec.get("dtype", "float32")]
+        dtype = DTYPES[spec.get("dtype", "float32")]
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise _fail(where, f"corrupted architecture in the header ({type(exc).__name__}: {exc})"
-                    ) from None
+        raise fail(where, f"corrupted architecture in the header ({type(exc).__name__}: {exc})"
+                   ) from None
     return model.to(dtype)
 
 
-def _count(table: dict[str, Any], *keys: str) -> int:
-    return math.prod(len(v) if isinstance(v, list) else 1 for v in map(table.get, keys))
-
-
-def _declared_numbers(spec: dict[str, Any]) -> int:
-    """How many numbers building a member from ``spec`` allocates: its Linear layers, and the
-    AEV that each element's first layer takes whole (a loose count; no validation here)."""
-    aev, networks = spec.get("aev"), spec.get("networks")
-    n = len(spec["elements"]) if isinstance(spec.get("elements"), list) else 1
-    aev_numbers = 0
-    if isinstance(aev, dict):
-        aev_numbers = n * (n * _count(aev, "EtaR", "ShfR")
-                           + n * (n + 1) // 2 * _count(aev, "EtaA", "Zeta", "ShfA", "ShfZ"))
-    weights = 0
-    for layers in (networks.values() if isinstance(networks, dict) else ()):
-        for layer in (layers if isinstance(layers, list) else ()):
-            sizes = (layer.get("in"), layer.get("out")) if isinstance(layer, dict) else ()
-            if len(sizes) == 2 and all(isinstance(x, int) and x > 0 for x in sizes):
-                weights += sizes[0] * sizes[1]
-    return max(aev_numbers, weights)
-
-
-def _check_sizes(members_spec: list[Any], n_numbers: int, where: Any) -> None:
-    """Refuse a header whose layers or AEV ask for more numbers than the file's tensors hold,
-    before anything is allocated (a hand-made header could ask for terabytes)."""
-    declared = 0
-    for spec in members_spec:
-        if not isinstance(spec, dict):
-            raise _fail(where, f"corrupted header: a member is a {type(spec).__name__}, not an "
-                        "object")
-        declared += _declared_numbers(spec)
-    if declared > 8 * n_numbers + _SIZE_SLACK:  # loose: exact fit is load_state_dict's check
-        raise _fail(where, f"corrupted header: its layers and AEV ask for {declared} numbers, far "
-                    f"more than the {n_numbers} that the file's tensors hold")
-
-
-def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensemble:
-    """Inverse of :func:`model_to_bytes`; ``where`` names the source in error messages."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
-    header = _levelup_header(data, where)
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise _fail(where, f"truncated or corrupted tensor data ({exc})") from None
-    if _checksum(tensors) != header.get("tensors_sha256"):
-        raise _fail(where, "corrupted: the tensors do not match the checksum in the header")
-    units = header.get("units")
-    if not isinstance(units, dict) or units.get("length") != LENGTH or units.get("energy") != ENERGY:
-        raise _fail(where, f"units {units} are not levelup's ({LENGTH}, {ENERGY}); this file "
-                    "was not written by levelup or was edited by hand")
-    members_spec = header.get("members")
-    kind = header.get("kind")
-    if not isinstance(members_spec, list) or not members_spec or kind not in ("ANIModel",
-                                                                               "Ensemble"):
-        raise _fail(where, f"corrupted header: kind {kind!r} with members {type(members_spec)}")
-    _check_sizes(members_spec, sum(t.numel() for t in tensors.values()), where)
-    members = [_build_member(spec, where) for spec in members_spec]
-    model: ANIModel | Ensemble = Ensemble(members) if kind == "Ensemble" else members[0]
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except (RuntimeError, KeyError) as exc:
-        raise _fail(where, f"the tensors do not fit the architecture in the header "
-                    f"({' '.join(str(exc).split())[:300]})") from None
+def _freeze(model: ANIModel | Ensemble, members_spec: list[Any], where: Any) -> None:
+    """Switch off ``requires_grad`` of the parameters each header entry lists as frozen."""
     params = dict(model.named_parameters())
     for spec in members_spec:
         frozen = spec.get("frozen", [])
         if not isinstance(frozen, list):
-            raise _fail(where, f"corrupted header: frozen is a {type(frozen).__name__}, not a list")
+            raise fail(where, f"corrupted header: frozen is a {type(frozen).__name__}, not a list")
         for name in frozen:  # names carry the "members.<k>." prefix
             if not isinstance(name, str) or name not in params:
-                raise _fail(where, f"corrupted header: frozen parameter {name!r} does not exist")
+                raise fail(where, f"corrupted header: frozen parameter {name!r} does not exist")
             params[name].requires_grad_(False)
+
+
+def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensemble:
+    """Inverse of :func:`model_to_bytes`; ``where`` names the source in error messages."""
+    header, tensors = decode(data, where)
+    members_spec = header["members"]
+    members = [_build_member(spec, where) for spec in members_spec]
+    model: ANIModel | Ensemble = Ensemble(members) if header["kind"] == "Ensemble" else members[0]
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except (RuntimeError, KeyError) as exc:
+        raise fail(where, f"the tensors do not fit the architecture in the header "
+                   f"({' '.join(str(exc).split())[:300]})") from None
+    _freeze(model, members_spec, where)
     return model
 
 
@@ -298,7 +90,7 @@ def load_model(path: str | os.PathLike) -> ANIModel | Ensemble:
     Raises ModelFileError (with what is wrong and what to do) for a truncated, corrupted or
     foreign file, or one from a newer format version. Never unpickles anything.
     """
-    return model_from_bytes(_read(path), path)
+    return model_from_bytes(read_model_bytes(path), path)
 
 
 def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
