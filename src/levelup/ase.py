@@ -64,6 +64,8 @@ class LevelupCalculator(Calculator):
 
     def calculate(self, atoms: Any = None, properties: Any = ("energy",),
                   system_changes: Any = all_changes) -> None:
+        """Fill ``self.results`` for ``atoms`` (ASE's calculator protocol): energy, forces
+        and, for ensembles, member energies and their spread, in eV and eV/Angstrom."""
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         if atoms.pbc.any():

@@ -47,6 +47,7 @@ class Published:
 
     @property
     def requirement(self) -> str:
+        """The pip requirement of the package that ships the files, e.g. ``torchani==2.2.4``."""
         return f"{self.package}=={self.version}"
 
 
@@ -150,6 +151,7 @@ def aev_params(files: EnsembleFiles) -> AEVParams:
     c = files.constants
 
     def f32(values: tuple[float, ...]) -> tuple[float, ...]:
+        """``values`` rounded to the nearest float32, as Python floats."""
         return tuple(struct.unpack("f", struct.pack("f", v))[0] for v in values)
 
     return AEVParams(Rcr=c.Rcr, Rca=c.Rca, EtaR=f32(c.EtaR), ShfR=f32(c.ShfR), EtaA=f32(c.EtaA),
