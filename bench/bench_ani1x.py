@@ -61,8 +61,10 @@ from levelup.model.ani import ANIModel, Ensemble  # noqa: E402
 from levelup.model.published.catalog import pretrained  # noqa: E402
 from levelup.qm import label  # noqa: E402
 from levelup.train.loop import TrainConfig, fit  # noqa: E402
-from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
-from levelup.transfer.surgery import freeze, refit_self_energies  # noqa: E402
+from levelup.transfer.gradient import TransferRecipe  # noqa: E402
+from levelup.transfer.recipe import finetune  # noqa: E402
+from levelup.transfer.selfenergies import refit_self_energies  # noqa: E402
+from levelup.transfer.surgery import freeze  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL  # noqa: E402
 
 HIGH = "CCSD(T)/cc-pVDZ"

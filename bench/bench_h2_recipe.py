@@ -61,7 +61,7 @@ def main() -> None:
             levelup.fit(pre, db, property=LOW, config=levelup.TrainConfig(seed=seed),
                         progress=False)
         for selection in ("one-se", "min"):
-            model, choice = levelup.transfer.recipe(pre, train, val, property=HIGH, anchors=db,
+            model, choice = levelup.finetune(pre, train, val, property=HIGH, anchors=db,
                                              recipe=levelup.LinearRecipe(seed=seed,
                                                                          selection=selection))
             err = (model.predict(db).energies - ref) * KCAL

@@ -49,7 +49,8 @@ from levelup.report.plots import data_efficiency, save_figure  # noqa: E402
 from levelup.study.tutorial import HIGH, LOW, h2_scan, tutorial_split  # noqa: E402
 from levelup.train.loop import TrainConfig, fit  # noqa: E402
 from levelup.transfer.delta import fit_delta  # noqa: E402
-from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
+from levelup.transfer.gradient import TransferRecipe  # noqa: E402
+from levelup.transfer.recipe import finetune  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL  # noqa: E402
 
 REGIONS = {"all": (-np.inf, np.inf), "0.9-5.0": (0.9, 5.0), "0.5-0.9": (0.5, 0.9)}

@@ -38,8 +38,10 @@ from results import write_section  # noqa: E402
 
 import levelup  # noqa: E402
 from levelup.study.tutorial import tutorial_split  # noqa: E402
-from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
-from levelup.transfer.surgery import internal_directions, refit_self_energies  # noqa: E402
+from levelup.transfer.gradient import TransferRecipe  # noqa: E402
+from levelup.transfer.priors import internal_directions  # noqa: E402
+from levelup.transfer.recipe import finetune  # noqa: E402
+from levelup.transfer.selfenergies import refit_self_energies  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,8 +33,9 @@ from results import write_section  # noqa: E402
 
 import levelup  # noqa: E402
 from levelup.study.tutorial import tutorial_split  # noqa: E402
+from levelup.transfer.gradient import TransferRecipe  # noqa: E402
 from levelup.transfer.linear import LinearRecipe  # noqa: E402
-from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
+from levelup.transfer.recipe import finetune  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 WORK = HERE / "_work"

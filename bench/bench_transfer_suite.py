@@ -54,9 +54,10 @@ from protocol import BUDGETS, DATA, SEEDS, held_out, pick  # noqa: E402
 from systems import BY_NAME, SYSTEMS  # noqa: E402
 
 import levelup  # noqa: E402
+from levelup.transfer.gradient import TransferRecipe  # noqa: E402
 from levelup.transfer.kerneldelta import fit_kernel_delta  # noqa: E402
 from levelup.transfer.linear import LinearRecipe  # noqa: E402
-from levelup.transfer.recipe import TransferRecipe, finetune  # noqa: E402
+from levelup.transfer.recipe import finetune  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 MODELS = HERE / "_work" / "suite_models"
@@ -103,7 +104,8 @@ def compat_transfer(pre, train, val, high: str, seed: int):
     import copy
 
     from levelup.train.loop import torchani_groups
-    from levelup.transfer.surgery import freeze, refit_self_energies
+    from levelup.transfer.selfenergies import refit_self_energies
+    from levelup.transfer.surgery import freeze
 
     model = copy.deepcopy(pre)
     freeze(model, [0, -1])

@@ -10,8 +10,9 @@ from levelup import ConfigError
 from levelup.model.ani import ANIModel, Ensemble
 from levelup.study.tutorial import h2_scan, tutorial_split
 from levelup.train.loop import TrainConfig, fit
-from levelup.transfer.recipe import TransferRecipe, finetune, polish
-from levelup.transfer.surgery import ForceAnchor
+from levelup.transfer.gradient import TransferRecipe, polish
+from levelup.transfer.priors import ForceAnchor
+from levelup.transfer.recipe import finetune
 
 
 @pytest.fixture(autouse=True)

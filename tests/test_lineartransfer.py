@@ -205,7 +205,7 @@ def test_choice_round_trips_through_json(tmp_path):
 
 def test_auto_recipe_keeps_the_candidate_that_cross_validates_better():
     from levelup.transfer.auto import AutoChoice, AutoRecipe
-    from levelup.transfer.recipe import TransferRecipe
+    from levelup.transfer.gradient import TransferRecipe
 
     model, anchors = _model(), _water(20, 18)
     points = _label(_water(12, 19), _target(model, seed=4))  # exactly linear-representable

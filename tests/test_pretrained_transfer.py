@@ -28,8 +28,10 @@ from levelup.model.selfenergies import SelfEnergyWarning
 from levelup.qm import label
 from levelup.train.loop import TrainConfig, fit
 from levelup.transfer.delta import DeltaModel, fit_delta
-from levelup.transfer.recipe import TransferRecipe, finetune
-from levelup.transfer.surgery import freeze, frozen_parameters, refit_self_energies
+from levelup.transfer.gradient import TransferRecipe
+from levelup.transfer.recipe import finetune
+from levelup.transfer.selfenergies import refit_self_energies
+from levelup.transfer.surgery import freeze, frozen_parameters
 from levelup.units import HARTREE_TO_KCALMOL
 
 LEVEL = "HF/STO-3G"

@@ -1,4 +1,5 @@
-"""Self energies: least squares without intercept, under-determined compositions, atom hook."""
+"""Self energies: least squares without intercept, under-determined compositions, isolated
+atoms."""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ import numpy as np
 import pytest
 
 from levelup.errors import DataError
-from levelup.model.selfenergies import (
-    SelfEnergyWarning,
-    composition_counts,
-    fit_self_energies,
-    self_energies_from_atoms,
-)
+from levelup.model.ani import ANIModel
+from levelup.model.selfenergies import SelfEnergyWarning, composition_counts, fit_self_energies
+from levelup.transfer.selfenergies import self_energies_from_atoms
 
 TRUE = {1: -0.5, 6: -37.8, 7: -54.5, 8: -75.0}
 FORMULAS = [[1, 1, 0, 0, 0], [8, 1, 1, 0, 0], [6, 1, 1, 1, 1], [7, 1, 1, 1, 0], [8, 8, 0, 0, 0],
@@ -78,12 +76,9 @@ def test_bad_inputs():
         fit_self_energies(species, [-1.0, -2.0, -3.0], ["H", "O"])
 
 
-def test_isolated_atom_hook():
-    import levelup.qm as qm
-
-    if hasattr(qm, "atom_energies"):
-        # H atom, UHF/STO-3G: -0.46658 Hartree
-        assert abs(self_energies_from_atoms(["H"], "HF/STO-3G")[0] + 0.46658) < 1e-4
-    else:
-        with pytest.raises(NotImplementedError, match="fit_self_energies"):
-            self_energies_from_atoms(["H"], "HF/STO-3G")
+def test_self_energies_from_isolated_atoms():
+    model = ANIModel(["H"], hidden=(4,), seed=0)
+    values = self_energies_from_atoms(model, "HF/STO-3G")
+    # H atom, UHF/STO-3G: -0.46658 Hartree
+    assert values.shape == (1,) and abs(values[0] + 0.46658) < 1e-4
+    assert model.self_energies.tolist() == values.tolist()

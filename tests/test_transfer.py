@@ -12,20 +12,16 @@ from levelup.data import Database
 from levelup.model.ani import ANIModel, Ensemble
 from levelup.study.tutorial import h2_scan
 from levelup.train.loop import TrainConfig, fit
+from levelup.transfer.priors import L2SP, ForceAnchor, SmoothCorrection, internal_directions
+from levelup.transfer.selfenergies import refit_self_energies, set_self_energies
 from levelup.transfer.surgery import (
-    L2SP,
-    ForceAnchor,
-    SmoothCorrection,
     add_layer,
     freeze,
     frozen_parameters,
-    internal_directions,
     linear_positions,
     parameter_groups,
-    refit_self_energies,
     reinitialize,
     replace_output,
-    set_self_energies,
     unfreeze,
 )
 from levelup.units import HARTREE_TO_KCALMOL

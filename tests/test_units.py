@@ -14,7 +14,7 @@ from ase.units import create_units
 from levelup import Database, DataError
 from levelup.model.ani import ANIModel
 from levelup.train.loop import TrainConfig, fit
-from levelup.transfer.surgery import refit_self_energies
+from levelup.transfer.selfenergies import refit_self_energies
 from levelup.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV, HARTREE_TO_KCALMOL, HARTREE_TO_KJMOL, parse_unit
 
 CODATA2018 = create_units("2018")

@@ -19,7 +19,9 @@ from typing import Any
 
 from levelup.cli.common import check_number, input_file, output_file, read_database, read_model
 from levelup.errors import ConfigError, DataError
-from levelup.transfer.recipe import RECIPES, LinearRecipe, TransferRecipe, finetune, recipe
+from levelup.transfer.gradient import TransferRecipe
+from levelup.transfer.linear import LinearRecipe
+from levelup.transfer.recipe import RECIPES, finetune, recipe
 
 EXAMPLE = """examples:
   levelup finetune ani-hf.pt cisd12.h5 -o ani-cisd.pt --property CISD/cc-pVDZ --anchors h2.h5

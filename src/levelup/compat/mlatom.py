@@ -39,7 +39,7 @@ import numpy as np
 
 from levelup.data import Database, Molecule
 from levelup.errors import ConfigError, DataError
-from levelup.transfer import surgery as transfer
+from levelup.transfer import selfenergies, surgery
 
 __all__ = ["molecular_database", "molecule", "models", "data"]
 
@@ -157,7 +157,7 @@ class _EnergyShifter:
         if values is None:
             self._owner._refit_self_energies = True
         else:
-            transfer.set_self_energies(self._owner._require_model(), values)
+            selfenergies.set_self_energies(self._owner._require_model(), values)
             self._owner._refit_self_energies = False
 
 
@@ -215,20 +215,20 @@ class ani:  # noqa: N801 - MLatom's name
         """Freeze layers by their position in each element's Sequential (Linear layers at 0, 2,
         4, 6): one list for every element, or one list per element in model order."""
         model = self._require_model()
-        symbols = list(transfer.members(model)[0].networks.keys())
+        symbols = list(surgery.members(model)[0].networks.keys())
         if len(layers_to_fix) == 1:
             layers_to_fix = list(layers_to_fix) * len(symbols)
         if len(layers_to_fix) != len(symbols):
             raise ConfigError(f"fix_layers got {len(layers_to_fix)} lists for {len(symbols)} "
                               f"elements {symbols}: give one list, or one per element")
         for sym, positions in zip(symbols, layers_to_fix, strict=True):
-            net = transfer.members(model)[0].networks[sym]
-            linear = transfer.linear_positions(net)
+            net = surgery.members(model)[0].networks[sym]
+            linear = surgery.linear_positions(net)
             bad = [p for p in positions if p not in linear]
             if bad:
                 raise ConfigError(f"positions {bad} of the {sym} network are not Linear layers; "
                                   f"Linear layers sit at {linear}")
-            transfer.freeze(model, [linear.index(p) for p in positions], elements=sym)
+            surgery.freeze(model, [linear.index(p) for p in positions], elements=sym)
 
     def train(self, molecular_database: molecular_database, property_to_learn: str = "energy",
               validation_molecular_database: molecular_database | None = None,
@@ -257,7 +257,7 @@ class ani:  # noqa: N801 - MLatom's name
         if self.model is None:
             self.model = ANIModel(db.elements)
         elif self._refit_self_energies:
-            transfer.refit_self_energies(self.model, db, property_to_learn)
+            selfenergies.refit_self_energies(self.model, db, property_to_learn)
         self._refit_self_energies = False
         validation = validation_molecular_database._db() if validation_molecular_database \
             else None

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from levelup.data.rigidbody import rigid_motions
 from levelup.data.structure import as_molecule
 from levelup.errors import DataError
 
@@ -33,18 +34,6 @@ class NormalModes:
     force_constants: np.ndarray
     displacements: np.ndarray
     masses: np.ndarray
-
-
-def _rigid_motions(xyz: np.ndarray, masses: np.ndarray) -> np.ndarray:
-    """Orthonormal basis (3A, 5 or 6) of mass-weighted translations and rotations."""
-    sqrt_m = np.sqrt(masses)
-    centred = xyz - (masses[:, None] * xyz).sum(0) / masses.sum()
-    vectors = []
-    for axis in np.eye(3):
-        vectors.append((sqrt_m[:, None] * axis).reshape(-1))
-        vectors.append((sqrt_m[:, None] * np.cross(axis, centred)).reshape(-1))
-    u, s, _ = np.linalg.svd(np.stack(vectors, axis=1), full_matrices=False)
-    return u[:, s > 1e-6 * s.max()]  # a linear molecule has one rotation fewer
 
 
 def wavenumber_per_root_curvature() -> float:
@@ -72,7 +61,8 @@ def normal_modes(structure: Any, hessian: np.ndarray) -> NormalModes:
     masses = atomic_masses[mol.species]
     inv_sqrt_m = np.repeat(masses ** -0.5, 3)
     weighted = inv_sqrt_m[:, None] * (h + h.T) / 2 * inv_sqrt_m[None]
-    rigid = _rigid_motions(mol.coordinates, masses)
+    rigid = rigid_motions(mol.coordinates, masses, tolerance=1e-6)  # mass-weighted
+    rigid = rigid[:, rigid.any(axis=0)]  # a linear molecule has one rotation fewer
     # an orthonormal basis of the vibrations: the complement of the rigid motions
     q, _ = np.linalg.qr(np.concatenate([rigid, np.eye(n3)], axis=1))
     basis = q[:, rigid.shape[1]:n3]

@@ -1,16 +1,16 @@
 """Self energies: the per-element constants an ANI model adds to its networks' outputs.
 
 ``E(molecule) ~ sum over atoms of self_energy[element]``, so the networks only learn the
-(much smaller) rest. Two ways to get them: a least-squares fit to the training energies
-(:func:`fit_self_energies`, what TorchANI and MLatom do), or isolated-atom energies at the
-training level (:func:`self_energies_from_atoms`). All energies in Hartree.
+(much smaller) rest. Here: the least-squares fit to the training energies
+(:func:`fit_self_energies`, what TorchANI and MLatom do). Setting a model's self energies to
+isolated-atom energies at a level of theory needs quantum chemistry, so it lives above the
+model: :func:`levelup.transfer.selfenergies.self_energies_from_atoms`. All energies in Hartree.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -93,12 +93,4 @@ def fit_self_energies(
     return solution
 
 
-def self_energies_from_atoms(elements: Sequence[str | int], level: str, **options: Any
-                             ) -> np.ndarray:
-    """Isolated-atom energies (Hartree) at ``level`` ("method/basis"), in ``elements`` order,
-    computed with PySCF through :func:`levelup.qm.atom_energies` (each atom in its ground-state
-    multiplicity; ``options`` go there: cache, multiplicities, ...)."""
-    from levelup.qm import atom_energies
-
-    table = atom_energies(list(elements), level, **options)
-    return np.array([table[atomic_number(e)] for e in elements], dtype=np.float64)
+__all__ = ["SelfEnergyWarning", "composition_counts", "fit_self_energies"]

@@ -47,7 +47,10 @@ from typing import Any
 
 from levelup.errors import ConfigError
 from levelup.train.loop import TrainConfig
-from levelup.transfer.recipe import RECIPES, AutoRecipe, LinearRecipe, TransferRecipe, recipe
+from levelup.transfer.auto import AutoRecipe
+from levelup.transfer.gradient import TransferRecipe
+from levelup.transfer.linear import LinearRecipe
+from levelup.transfer.recipe import RECIPES, recipe
 
 #: The comparisons a study can make besides the pre-trained model.
 COMPARISONS = ("transfer", "scratch", "delta")

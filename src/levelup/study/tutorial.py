@@ -24,7 +24,8 @@ from levelup.qm import label
 from levelup.train.loop import TrainConfig, fit, torchani_groups
 from levelup.transfer.kerneldelta import fit_kernel_delta
 from levelup.transfer.recipe import finetune
-from levelup.transfer.surgery import freeze, refit_self_energies
+from levelup.transfer.selfenergies import refit_self_energies
+from levelup.transfer.surgery import freeze
 
 LOW, HIGH = "HF/STO-3G", "CISD/cc-pVDZ"
 REGIONS = {"all": (-np.inf, np.inf), "0.5-2.5": (0.5, 2.5), "0.9-5.0": (0.9, 5.0),

@@ -14,17 +14,26 @@ fold (nested), so neither candidate ever sees the fold it is scored on.
 from __future__ import annotations
 
 import copy
+import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from levelup.atomicwrite import write_text_atomic
 from levelup.data import Database
 from levelup.errors import ConfigError, DataError
+from levelup.transfer.gradient import GRADIENT_RECIPES, TransferRecipe, gradient_transfer
+from levelup.transfer.linear import LinearRecipe, fold_indices, linear_transfer
+from levelup.transfer.surgery import for_each_member
 from levelup.units import ENERGY, HARTREE_TO_KCALMOL
 
+#: The candidates :class:`AutoRecipe` compares by default.
 CANDIDATES = ("linear", "plain")
+#: The recipes a candidate may name (every recipe of levelup.transfer.recipe.RECIPES but "auto").
+SINGLE_RECIPES: dict[str, Any] = {"linear": LinearRecipe, **GRADIENT_RECIPES}
 
 
 @dataclass(frozen=True)
@@ -37,13 +46,11 @@ class AutoRecipe:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from levelup.transfer.recipe import RECIPES, LinearRecipe, TransferRecipe
-
         unknown = [c for c in self.candidates if not isinstance(c, (LinearRecipe, TransferRecipe))
-                   and (c not in RECIPES or c == "auto")]
+                   and c not in SINGLE_RECIPES]
         if not self.candidates or unknown:
             raise ConfigError(f"AutoRecipe.candidates must name recipes among "
-                              f"{', '.join(r for r in RECIPES if r != 'auto')}; got "
+                              f"{', '.join(SINGLE_RECIPES)}; got "
                               f"{self.candidates!r}")
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2; got {self.folds}")
@@ -61,29 +68,38 @@ class AutoChoice:
     record: Any = field(repr=False, default=None)  # the final run's LinearChoice or History
 
     def summary(self) -> str:
+        """One line for logs and reports (with the chosen run's own summary)."""
         errors = ", ".join(f"{k} {v:.3f}" for k, v in self.cv_rmse.items())
         inner = f"; {self.record.summary()}" if hasattr(self.record, "summary") else ""
         return (f"auto: chose {self.recipe} by {self.folds}-fold CV over {self.points} points "
                 f"(CV RMSE kcal/mol: {errors}) in {self.seconds:.1f} s{inner}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (``kind`` "auto-transfer"; the chosen run's record inside)."""
         record = self.record.to_dict() if hasattr(self.record, "to_dict") else None
         return {"kind": "auto-transfer", "recipe": self.recipe, "cv_rmse": self.cv_rmse,
                 "folds": self.folds, "points": self.points, "seconds": self.seconds,
                 "record": record}
 
-    def save(self, path: Any) -> None:
-        import json
-
-        from levelup.atomicwrite import write_text_atomic
-
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` as JSON (atomically)."""
         write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
 
 def _candidate(name: Any, seed: int) -> Any:
-    from levelup.transfer.recipe import recipe
+    if isinstance(name, str):
+        return SINGLE_RECIPES[name](seed=seed)
+    return replace(name, seed=seed)
 
-    return replace(name, seed=seed) if not isinstance(name, str) else recipe(name, seed=seed)
+
+def _transfer(pretrained: Any, points: Database, *, property: str, anchors: Database | None,
+              recipe: Any, progress: bool) -> tuple[Any, Any]:
+    """One candidate's run on ``points`` (an Ensemble member by member, as finetune does)."""
+    if isinstance(recipe, LinearRecipe):
+        return for_each_member(linear_transfer, pretrained, recipe, points=points,
+                               property=property, anchors=anchors)
+    return for_each_member(gradient_transfer, pretrained, recipe, train=points,
+                           property=property, anchors=anchors, progress=progress)
 
 
 def _name(candidate: Any) -> str:
@@ -97,9 +113,6 @@ def auto_transfer(pretrained: Any, points: Database, *, property: str,
                   progress: bool = False) -> tuple[Any, AutoChoice]:
     """Transfer ``pretrained`` with the candidate recipe that cross-validates best on
     ``points`` (every high-level point; energies ``property`` in Hartree)."""
-    from levelup.transfer.linear import fold_indices
-    from levelup.transfer.recipe import finetune
-
     recipe = recipe or AutoRecipe()
     start = time.perf_counter()
     energies = np.asarray(points.get(property, unit=ENERGY), dtype=np.float64)
@@ -121,15 +134,15 @@ def auto_transfer(pretrained: Any, points: Database, *, property: str,
         sq = []
         for held in parts:
             rest = np.setdiff1d(np.arange(len(points)), held)
-            model, _ = finetune(copy.deepcopy(pretrained), points[rest], property=property,
-                                anchors=anchors, recipe=chosen, progress=progress)
+            model, _ = _transfer(copy.deepcopy(pretrained), points[rest], property=property,
+                                 anchors=anchors, recipe=chosen, progress=progress)
             sq.append((model.predict(points[held]).energies - energies[held])
                       * HARTREE_TO_KCALMOL)
         cv[name] = float(np.sqrt(np.mean(np.concatenate(sq) ** 2)))
     best = min(cv, key=lambda k: (cv[k], names.index(k)))
-    model, record = finetune(pretrained, points, property=property, anchors=anchors,
-                             recipe=_candidate(recipe.candidates[names.index(best)], recipe.seed),
-                             progress=progress)
+    model, record = _transfer(pretrained, points, property=property, anchors=anchors,
+                              recipe=_candidate(recipe.candidates[names.index(best)], recipe.seed),
+                              progress=progress)
     return model, AutoChoice(recipe=best, cv_rmse=cv, folds=len(parts), points=len(points),
                              seconds=time.perf_counter() - start, record=record)
 

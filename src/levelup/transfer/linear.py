@@ -3,7 +3,7 @@ strengths chosen by k-fold cross-validation over the user's few high-level point
 
 With every layer but the last kept as pre-trained, energies and forces are linear in the
 output layers' parameters (:mod:`levelup.transfer.outputlayer`). The loss on the few points and the two
-priors of :mod:`levelup.transfer.surgery` are then quadratic in the change ``dw`` of those parameters:
+priors of :mod:`levelup.transfer.priors` are then quadratic in the change ``dw`` of those parameters:
 
 * energies: ``mean_i (x_i . dw - y_i)^2 / atoms_i`` (kcal/mol)^2, ``y`` the high-level energy
   minus the pre-trained model's;
@@ -57,7 +57,7 @@ from levelup.transfer.outputlayer import (
     feature_derivatives,
     features,
 )
-from levelup.transfer.surgery import internal_directions
+from levelup.transfer.priors import internal_directions
 from levelup.units import ENERGY, HARTREE_TO_KCALMOL
 
 KCAL2 = HARTREE_TO_KCALMOL**2
@@ -152,6 +152,7 @@ class LinearChoice:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LinearChoice:
+        """The choice saved by :meth:`to_dict`; DataError for another kind of record."""
         if data.get("kind") != KIND:
             raise DataError(f"not a linear-transfer record (kind {data.get('kind')!r})")
         grid = [((g["anchor"], g["smoothness"], g["ridge"], g["force_weight"]), g["cv_rmse"])
