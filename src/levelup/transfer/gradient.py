@@ -5,11 +5,11 @@
 The gradient recipe (``TransferRecipe()``, "anchored"), for a handful of high-level energies:
 
 1. copy the pre-trained model; refit its self energies to the new level, keeping the networks
-   (:func:`~levelup.transfer.surgery.refit_self_energies`);
+   (:func:`~levelup.transfer.selfenergies.refit_self_energies`);
 2. fine-tune every layer with full-batch AdamW (no weight decay, rate 3e-4) under two priors
    on the *correction* the fine-tuning makes to the pre-trained surface, both on the
-   pre-training geometries (the anchors): a :class:`~levelup.transfer.surgery.ForceAnchor` (the change
-   of the forces stays small) and a :class:`~levelup.transfer.surgery.SmoothCorrection` (the change
+   pre-training geometries (the anchors): a :class:`~levelup.transfer.priors.ForceAnchor` (the change
+   of the forces stays small) and a :class:`~levelup.transfer.priors.SmoothCorrection` (the change
    of the forces varies slowly: the correction has a small curvature); the best-validation
    weights are kept;
 3. polish: re-anchor the forces on the model of step 2, keep the smoothness prior, and minimise
