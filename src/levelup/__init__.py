@@ -28,7 +28,7 @@ from levelup._version import __version__ as __version__
 _EXPORTS = {
     "AEVParams": "levelup.model.aev",
     "Database": "levelup.data.database",
-    "PropertyInfo": "levelup.data.database",
+    "PropertyInfo": "levelup.data.columns",
     "Molecule": "levelup.data.molecule",
     "ConfigError": "levelup.errors",
     "DataError": "levelup.errors",

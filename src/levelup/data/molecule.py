@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from levelup.elements import symbol
+
+if TYPE_CHECKING:
+    from ase import Atoms
+
+    from levelup.data.columns import PropertyInfo
+
+#: Key of ``ase.Atoms.info`` under which levelup records its properties' units and levels (JSON).
+ASE_INFO_KEY = "levelup"
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +39,7 @@ class Molecule:
     properties: dict[str, float | np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
+        """Number of atoms."""
         return len(self.species)
 
     @property
@@ -49,13 +60,37 @@ class Molecule:
             and bool(np.allclose(self.coordinates, other.coordinates, rtol=0.0, atol=atol))
         )
 
-    def to_ase(self):
-        """This molecule as an ``ase.Atoms`` (energy and forces attached when present)."""
-        from levelup.data.io.asefiles import molecule_to_atoms
+    def to_ase(self, info: dict[str, PropertyInfo] | None = None) -> Atoms:
+        """This molecule as an ``ase.Atoms``: charge and multiplicity in ``atoms.info``, each
+        property in levelup's units in ``atoms.info`` (per molecule) or ``atoms.arrays`` (per
+        atom, (atoms, ...)), missing (NaN) ones left out. With ``info`` (a database's
+        :attr:`~levelup.data.database.Database.properties`), the units and levels of the
+        properties go to ``atoms.info["levelup"]`` as JSON, so that reading the file back
+        restores them.
+        """
+        from ase import Atoms
 
-        return molecule_to_atoms(self)
+        atoms = Atoms(numbers=self.species, positions=self.coordinates)
+        atoms.info["charge"] = self.charge
+        atoms.info["multiplicity"] = self.multiplicity
+        meta: dict[str, Any] = {}
+        for name, value in self.properties.items():
+            if np.ndim(value) == 0:
+                if np.isnan(value):
+                    continue
+                atoms.info[name] = float(value)
+            else:
+                if np.isnan(value).all():
+                    continue
+                atoms.arrays[name] = np.asarray(value, dtype=np.float64)
+            if info and name in info:
+                meta[name] = {"unit": info[name].unit, "level": info[name].level}
+        if meta:
+            atoms.info[ASE_INFO_KEY] = json.dumps(meta)
+        return atoms
 
     def __repr__(self) -> str:
+        """One line: formula, charge, multiplicity and property names."""
         props = ", ".join(sorted(self.properties)) or "none"
         return (
             f"Molecule({self.formula}, charge={self.charge}, "

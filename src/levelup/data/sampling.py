@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from levelup.data import Database, Molecule
+from levelup.data.database import Database
+from levelup.data.molecule import Molecule
 from levelup.data.normalmodes import normal_modes, wavenumber_per_root_curvature
 from levelup.data.structure import as_molecule, database_of
 from levelup.errors import DataError

@@ -3,7 +3,9 @@
 ASE's own convention is eV and eV/Angstrom for the energy and forces of an attached calculator;
 those are converted to Hartree and Hartree/Angstrom here, at the edge. levelup's named properties
 travel in ``atoms.info`` (per molecule) and ``atoms.arrays`` (per atom) in levelup's units, with
-their units and levels in ``atoms.info['levelup']`` (JSON), so an extxyz round trip loses nothing.
+their units and levels in ``atoms.info['levelup']`` (JSON), so an extxyz round trip loses nothing
+(:meth:`levelup.data.molecule.Molecule.to_ase` writes them). This module knows files, ``Atoms``
+and plain arrays (:class:`~levelup.data.columns.Columns`); the Database is built from those.
 """
 
 from __future__ import annotations
@@ -17,115 +19,125 @@ import numpy as np
 from ase import Atoms
 from ase.units import Hartree
 
-from levelup.data.database import Database, PropertyInfo
-from levelup.data.molecule import Molecule
+from levelup.data.columns import Columns, PropertyInfo
+from levelup.data.molecule import ASE_INFO_KEY
 from levelup.errors import DataError
 from levelup.units import ENERGY, FORCE
 
-_INFO_KEY = "levelup"
-_RESERVED_INFO = {"charge", "multiplicity", _INFO_KEY}
+_RESERVED_INFO = {"charge", "multiplicity", ASE_INFO_KEY}
 _RESERVED_ARRAYS = {"numbers", "positions"}
 
 
-def molecule_to_atoms(molecule: Molecule, info: dict[str, PropertyInfo] | None = None) -> Atoms:
-    """An ``ase.Atoms`` for one molecule, its properties in ``info`` and ``arrays``."""
-    atoms = Atoms(numbers=molecule.species, positions=molecule.coordinates)
-    atoms.info["charge"] = molecule.charge
-    atoms.info["multiplicity"] = molecule.multiplicity
-    meta: dict[str, Any] = {}
-    for name, value in molecule.properties.items():
-        if np.ndim(value) == 0:
-            if np.isnan(value):
-                continue
-            atoms.info[name] = float(value)
-        else:
-            if np.isnan(value).all():
-                continue
-            atoms.arrays[name] = np.asarray(value, dtype=np.float64)
-        if info and name in info:
-            meta[name] = {"unit": info[name].unit, "level": info[name].level}
-    if meta:
-        atoms.info[_INFO_KEY] = json.dumps(meta)
-    return atoms
+def _set_charge_and_multiplicity(atoms: Atoms, i: int, charges: np.ndarray,
+                                 mults: np.ndarray) -> None:
+    """Fill ``charges[i]`` and ``mults[i]`` from ``atoms.info`` (charge; multiplicity, or
+    PySCF-style spin 2S), else from the initial charges and the lowest multiplicity."""
+    info = atoms.info
+    charges[i] = int(info.get("charge", round(float(atoms.get_initial_charges().sum()))))
+    if "multiplicity" in info:
+        mults[i] = int(info["multiplicity"])
+    elif "spin" in info:  # PySCF-style 2S
+        mults[i] = int(info["spin"]) + 1
+    else:
+        electrons = int(atoms.numbers.sum()) - charges[i]
+        mults[i] = 1 + electrons % 2
 
 
-def database_from_atoms(atoms_list: list[Atoms]) -> Database:
-    """A database from ``ase.Atoms`` objects.
+def _add_values(atoms: Atoms, i: int, scalars: dict[str, np.ndarray],
+                vectors: dict[str, np.ndarray], shape: tuple[int, int]) -> None:
+    """Put molecule ``i``'s numbers in ``info`` into ``scalars`` (name -> (molecules,)) and its
+    per-atom float arrays into ``vectors`` (name -> (molecules, max_atoms, ...)); ``shape`` is
+    (molecules, max_atoms). New names start as all NaN."""
+    n, width = shape
+    for key, value in atoms.info.items():
+        if key in _RESERVED_INFO or isinstance(value, (str, bool, np.bool_)):
+            continue
+        if np.ndim(value) == 0 and isinstance(value, (int, float, np.number)):
+            scalars.setdefault(key, np.full(n, np.nan))[i] = float(value)
+    for key, value in atoms.arrays.items():
+        if key in _RESERVED_ARRAYS or not np.issubdtype(np.asarray(value).dtype, np.floating):
+            continue
+        value = np.asarray(value, dtype=np.float64)
+        arr = vectors.setdefault(key, np.full((n, width, *value.shape[1:]), np.nan))
+        arr[i, : len(atoms)] = value
+
+
+def _add_calculator_results(atoms: Atoms, i: int, scalars: dict[str, np.ndarray],
+                            vectors: dict[str, np.ndarray], meta: dict[str, dict[str, Any]],
+                            shape: tuple[int, int]) -> None:
+    """Energy (eV -> Hartree) and forces (eV/Angstrom -> Hartree/Angstrom) of an attached
+    calculator as properties "energy" and "forces" of molecule ``i``."""
+    if atoms.calc is None:
+        return
+    n, width = shape
+    results = getattr(atoms.calc, "results", {})
+    if "energy" in results:
+        scalars.setdefault("energy", np.full(n, np.nan))[i] = results["energy"] / Hartree
+        meta.setdefault("energy", {"unit": ENERGY, "level": None})
+    if "forces" in results:
+        arr = vectors.setdefault("forces", np.full((n, width, 3), np.nan))
+        arr[i, : len(atoms)] = np.asarray(results["forces"]) / Hartree
+        meta.setdefault("forces", {"unit": FORCE, "level": None})
+
+
+def columns_from_atoms(atoms_list: list[Atoms]) -> Columns:
+    """Padded arrays of ``ase.Atoms`` objects (see :class:`~levelup.data.columns.Columns`).
 
     Energy and forces of an attached calculator (eV, eV/Angstrom) become properties "energy"
     (Hartree) and "forces" (Hartree/Angstrom). Numbers in ``info`` and per-atom float arrays
     become properties of those names; units come from ``info['levelup']`` when levelup wrote the
-    file and are recorded as "unknown" otherwise.
+    file and are recorded as "unknown" otherwise (the Database converts them on building).
     """
     if not atoms_list:
         raise DataError("no molecules given: the list of ase.Atoms is empty")
-    n = len(atoms_list)
-    width = max(len(a) for a in atoms_list)
-    species = np.zeros((n, width), dtype=np.int64)
-    xyz = np.zeros((n, width, 3))
-    charges = np.zeros(n, dtype=np.int64)
-    mults = np.ones(n, dtype=np.int64)
+    shape = (len(atoms_list), max(len(a) for a in atoms_list))
+    columns = Columns(np.zeros(shape, dtype=np.int64), np.zeros((*shape, 3)),
+                      np.zeros(shape[0], dtype=np.int64), np.ones(shape[0], dtype=np.int64))
     scalars: dict[str, np.ndarray] = {}
     vectors: dict[str, np.ndarray] = {}
     meta: dict[str, dict[str, Any]] = {}
     for i, atoms in enumerate(atoms_list):
         if not isinstance(atoms, Atoms):
             raise DataError(f"molecule {i} is a {type(atoms).__name__}, not an ase.Atoms")
-        a = len(atoms)
-        species[i, :a] = atoms.numbers
-        xyz[i, :a] = atoms.positions
-        info = atoms.info
-        charges[i] = int(info.get("charge", round(float(atoms.get_initial_charges().sum()))))
-        if "multiplicity" in info:
-            mults[i] = int(info["multiplicity"])
-        elif "spin" in info:  # PySCF-style 2S
-            mults[i] = int(info["spin"]) + 1
-        else:
-            electrons = int(atoms.numbers.sum()) - charges[i]
-            mults[i] = 1 + electrons % 2
-        if _INFO_KEY in info:
+        columns.species[i, : len(atoms)] = atoms.numbers
+        columns.coordinates[i, : len(atoms)] = atoms.positions
+        _set_charge_and_multiplicity(atoms, i, columns.charges, columns.multiplicities)
+        if ASE_INFO_KEY in atoms.info:
             try:
-                meta.update(json.loads(info[_INFO_KEY]))
+                meta.update(json.loads(atoms.info[ASE_INFO_KEY]))
             except (TypeError, ValueError):
-                raise DataError(f"molecule {i}: info['{_INFO_KEY}'] is not valid JSON") from None
-        for key, value in info.items():
-            if key in _RESERVED_INFO or isinstance(value, (str, bool, np.bool_)):
-                continue
-            if np.ndim(value) == 0 and isinstance(value, (int, float, np.number)):
-                scalars.setdefault(key, np.full(n, np.nan))[i] = float(value)
-        for key, value in atoms.arrays.items():
-            if key in _RESERVED_ARRAYS or not np.issubdtype(np.asarray(value).dtype, np.floating):
-                continue
-            value = np.asarray(value, dtype=np.float64)
-            arr = vectors.setdefault(key, np.full((n, width, *value.shape[1:]), np.nan))
-            arr[i, :a] = value
-        calc = atoms.calc
-        if calc is not None:
-            results = getattr(calc, "results", {})
-            if "energy" in results:
-                scalars.setdefault("energy", np.full(n, np.nan))[i] = results["energy"] / Hartree
-                meta.setdefault("energy", {"unit": ENERGY, "level": None})
-            if "forces" in results:
-                arr = vectors.setdefault("forces", np.full((n, width, 3), np.nan))
-                arr[i, :a] = np.asarray(results["forces"]) / Hartree
-                meta.setdefault("forces", {"unit": FORCE, "level": None})
-    db = Database(species, xyz, charges, mults)
+                raise DataError(f"molecule {i}: info['{ASE_INFO_KEY}'] is not valid JSON"
+                                ) from None
+        _add_values(atoms, i, scalars, vectors, shape)
+        _add_calculator_results(atoms, i, scalars, vectors, meta, shape)
     for name, values in {**scalars, **vectors}.items():
         m = meta.get(name, {})
-        db.set(name, values, unit=m.get("unit") or "unknown", level=m.get("level"))
-    return db
+        columns.properties[name] = values
+        columns.info[name] = PropertyInfo(unit=m.get("unit") or "unknown", level=m.get("level"))
+    return columns
 
 
-#: ASE formats :func:`read_file` reads. Their readers parse text, ASE's ULM trajectories or JSON
+#: ASE formats :func:`read_images` reads. Their readers parse text, ASE's ULM trajectories or JSON
 #: and never unpickle or evaluate anything (checked in ASE 3.29); ASE's other readers are
 #: refused, among them the old pickle-based PickleTrajectory and BundleTrajectory folders.
 SAFE_FORMATS = ("extxyz", "xyz", "traj", "proteindatabank", "cif", "sdf", "mol", "vasp", "gen",
                 "json", "gaussian-in", "gaussian-out", "orca-output", "nwchem-in", "nwchem-out")
 
 
-def read_file(path: str | os.PathLike, index: Any = ":", format: str | None = None) -> Database:
-    """Read a file: native HDF5 (.h5/.hdf5) or one of the ASE formats in :data:`SAFE_FORMATS`
-    (guessed from the name and contents unless ``format`` names it).
+def check_file(path: Path) -> None:
+    """DataError unless ``path`` is an existing file (not a folder)."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a file of molecules: give the path of a file "
+                        "in it (levelup reads .h5 databases and the formats "
+                        f"{', '.join(SAFE_FORMATS)})")
+    if not path.exists():
+        raise DataError(f"no such file: {path}")
+
+
+def read_images(path: str | os.PathLike, index: Any = ":", format: str | None = None
+                ) -> list[Atoms]:
+    """The molecules of a file in one of the ASE formats in :data:`SAFE_FORMATS` (guessed from
+    the name and contents unless ``format`` names it), as ``ase.Atoms``.
 
     Raises DataError for a folder, a missing file, a format outside the allowlist (a pickle, a
     PickleTrajectory, ...) or a malformed file, naming the file and what is wrong.
@@ -133,14 +145,7 @@ def read_file(path: str | os.PathLike, index: Any = ":", format: str | None = No
     from ase.io import read
 
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a file of molecules: give the path of a file "
-                        "in it (levelup reads .h5 databases and the formats "
-                        f"{', '.join(SAFE_FORMATS)})")
-    if not path.exists():
-        raise DataError(f"no such file: {path}")
-    if path.suffix.lower() in (".h5", ".hdf5") and format is None:
-        return Database.load(path)
+    check_file(path)
     fmt = _safe_format(path, format)
     try:
         images = read(path, index=index, format=fmt)
@@ -148,13 +153,7 @@ def read_file(path: str | os.PathLike, index: Any = ":", format: str | None = No
         raise DataError(_read_error(path, fmt, exc)) from None
     if isinstance(images, Atoms):
         images = [images]
-    try:
-        return database_from_atoms(list(images))
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        raise DataError(f"{path}: its molecules cannot be stored ({type(exc).__name__}: {exc}); "
-                        "check the charges, multiplicities and per-atom columns") from None
+    return list(images)
 
 
 def _safe_format(path: Path, format: str | None) -> str:
@@ -238,9 +237,9 @@ def _xyz_problem(path: Path) -> str | None:
     return None
 
 
-def write_file(db: Database, path: str | os.PathLike, format: str | None = None) -> None:
-    """Write a database through ``ase.io.write`` (extxyz unless the suffix says otherwise),
-    atomically."""
+def write_images(images: list[Atoms], path: str | os.PathLike, format: str | None = None) -> None:
+    """Write ``ase.Atoms`` objects through ``ase.io.write`` (extxyz unless the suffix says
+    otherwise), atomically."""
     from ase.io import write
 
     from levelup.atomicwrite import atomic_path
@@ -248,7 +247,5 @@ def write_file(db: Database, path: str | os.PathLike, format: str | None = None)
     path = Path(path)
     if format is None and path.suffix.lower() in ("", ".xyz", ".extxyz"):
         format = "extxyz"
-    info = db.properties
-    images = [molecule_to_atoms(m, info) for m in db]
     with atomic_path(path) as tmp:
         write(tmp, images, format=format)

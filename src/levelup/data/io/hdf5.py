@@ -10,29 +10,34 @@ Layout (format version 1)::
     /properties/p<k>   float64, attrs: name, unit, level, per_atom, spec (JSON)
 
 Datasets are chunked by molecule so that a range of molecules is read without loading the file.
+This module reads and writes plain arrays (:class:`~levelup.data.columns.Columns`); the Database
+is built from those.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from levelup.atomicwrite import atomic_path
-from levelup.data.database import Database, PropertyInfo
+from levelup.data.columns import Columns, PropertyInfo
 from levelup.errors import DataError
 from levelup.units import LENGTH
 
+#: Value of the root attribute "format" of a levelup database file.
 FORMAT = "levelup-database"
+#: Newest layout this module writes and reads (root attribute "format_version").
 FORMAT_VERSION = 1
 
 
-def save_database(db: Database, path: str | os.PathLike) -> None:
-    """Write ``db`` to ``path`` (HDF5), atomically: a crash leaves any old file intact.
+def save_columns(columns: Columns, path: str | os.PathLike) -> None:
+    """Write a database's arrays to ``path`` (HDF5), atomically: a crash leaves any old file
+    intact. Every property needs its :class:`~levelup.data.columns.PropertyInfo` in
+    ``columns.info``.
 
     The file is built in memory (HDF5's core driver) and written with ordinary Python I/O, so a
     full disk is an :class:`~levelup.errors.OutputError` naming ``path`` rather than an HDF5
@@ -40,8 +45,8 @@ def save_database(db: Database, path: str | os.PathLike) -> None:
     """
     from levelup._version import __version__
 
-    n = len(db)
-    rows = max(1, min(n, max(1, 2**20 // max(1, db.max_atoms * 24))))
+    n, width = columns.species.shape
+    rows = max(1, min(n, max(1, 2**20 // max(1, width * 24))))
     with atomic_path(path) as tmp:
         with h5py.File(tmp.name, "w", driver="core", backing_store=False) as f:
             f.attrs["format"] = FORMAT
@@ -53,13 +58,13 @@ def save_database(db: Database, path: str | os.PathLike) -> None:
                 chunks = (rows, *data.shape[1:]) if n else None
                 return where.create_dataset(name, data=data, chunks=chunks)
 
-            put(f, "species", db.species.astype(np.int16))
-            put(f, "coordinates", db.coordinates)
-            put(f, "charges", db.charges)
-            put(f, "multiplicities", db.multiplicities)
+            put(f, "species", columns.species.astype(np.int16))
+            put(f, "coordinates", columns.coordinates)
+            put(f, "charges", columns.charges)
+            put(f, "multiplicities", columns.multiplicities)
             group = f.create_group("properties")
-            for k, (name, meta) in enumerate(db.properties.items()):
-                ds = put(group, f"p{k}", np.asarray(db.get(name)))
+            for k, (name, meta) in enumerate(columns.info.items()):
+                ds = put(group, f"p{k}", np.asarray(columns.properties[name]))
                 ds.attrs["name"] = name
                 ds.attrs["unit"] = meta.unit
                 ds.attrs["level"] = meta.level or ""
@@ -79,6 +84,7 @@ _MAX_UNBACKED = 256 * 2**20
 
 
 def _open(path: str | os.PathLike) -> h5py.File:
+    """``path`` opened read-only, its header checked; DataError if it is not a database."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a levelup database: give the path of a .h5 file")
@@ -199,12 +205,13 @@ def database_length(path: str | os.PathLike) -> int:
             raise DataError(f"{path} is a damaged levelup database: {exc}") from None
 
 
-def load_database(path: str | os.PathLike, start: int | None = None,
-                  stop: int | None = None) -> Database:
-    """Read molecules ``start:stop`` (all by default) of a native database file.
+def load_columns(path: str | os.PathLike, start: int | None = None,
+                 stop: int | None = None) -> Columns:
+    """The arrays of molecules ``start:stop`` (all by default) of a native database file, padded
+    only to the largest molecule among them.
 
     Raises DataError, naming the file and what is wrong, for anything that is not a levelup
-    database as :func:`save_database` writes it (missing or misshapen datasets, wrong dtypes,
+    database as :func:`save_columns` writes it (missing or misshapen datasets, wrong dtypes,
     links to other files, damaged bytes)."""
     with _open(path) as f:
         try:
@@ -215,19 +222,5 @@ def load_database(path: str | os.PathLike, start: int | None = None,
             raise DataError(f"{path} is a damaged levelup database: {exc}") from None
     # trim padding that this range does not need
     width = int((species > 0).sum(axis=1).max()) if len(species) else 0
-    species = species[:, :width]
-    coordinates = coordinates[:, :width]
     props = {k: (v[:, :width] if v.ndim >= 2 else v) for k, v in props.items()}
-    try:
-        return Database(species, coordinates, charges, mults, props, info)
-    except DataError as exc:
-        raise DataError(f"{path} is a damaged levelup database: {exc}") from None
-
-
-def iter_database_chunks(path: str | os.PathLike, size: int) -> Iterator[Database]:
-    """Yield consecutive chunks of ``size`` molecules of a native database file."""
-    if size < 1:
-        raise DataError(f"chunk size must be >= 1; got {size}")
-    n = database_length(path)
-    for start in range(0, n, size):
-        yield load_database(path, start, min(n, start + size))
+    return Columns(species[:, :width], coordinates[:, :width], charges, mults, props, info)
