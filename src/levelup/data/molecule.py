@@ -99,7 +99,8 @@ class Molecule:
 
 
 def hill_formula(species: np.ndarray) -> str:
-    """Hill formula of a set of atomic numbers (carbon first, then hydrogen, then A-Z)."""
+    """Hill formula of atomic numbers ``species`` (atoms,), no padding (carbon first, then
+    hydrogen, then the other symbols A-Z; counts above 1 after each symbol)."""
     counts: dict[str, int] = {}
     for z in species:
         s = symbol(int(z))

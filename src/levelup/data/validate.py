@@ -64,7 +64,11 @@ def check_structure(species: np.ndarray, coordinates: np.ndarray) -> np.ndarray:
 
 
 def check_distances(coordinates: np.ndarray, real: np.ndarray, chunk: int = 4096) -> None:
-    """Raise DataError if two atoms of one molecule are closer than MIN_DISTANCE Angstrom."""
+    """Raise DataError if two atoms of one molecule are closer than MIN_DISTANCE Angstrom.
+
+    ``coordinates`` (molecules, atoms, 3) Angstrom; ``real`` (molecules, atoms) bool, False for
+    padding; ``chunk`` molecules are compared at a time to bound memory.
+    """
     n, a = real.shape
     if a < 2:
         return
@@ -84,7 +88,11 @@ def check_distances(coordinates: np.ndarray, real: np.ndarray, chunk: int = 4096
 
 
 def check_charges(species: np.ndarray, charges: np.ndarray, multiplicities: np.ndarray) -> None:
-    """Check that each charge and multiplicity are possible for the molecule's electrons."""
+    """Check that each charge and multiplicity are possible for the molecule's electrons.
+
+    ``species`` (molecules, atoms) atomic numbers, 0 for padding; ``charges`` and
+    ``multiplicities`` (molecules,) in elementary charges and 2S+1.
+    """
     n = species.shape[0]
     for name, values in (("charges", charges), ("multiplicities", multiplicities)):
         if values.shape != (n,):
@@ -141,7 +149,8 @@ def electron_problem(protons: int, charge: int, multiplicity: int) -> str:
 
 
 def check_property(name: str, values: np.ndarray, species: np.ndarray) -> np.ndarray:
-    """Check a property array: shape (molecules,) or (molecules, atoms, ...). Returns float64."""
+    """Check a property array: shape (molecules,) or (molecules, atoms, ...) for ``species``
+    (molecules, atoms). Returns it as float64."""
     n, a = species.shape
     try:
         values = np.asarray(values, dtype=np.float64)
