@@ -286,7 +286,7 @@ def make_fixtures(tmp_path: str | os.PathLike) -> dict[str, str]:
     """Create the files the placeholders of :data:`CASES` name, under ``tmp_path``; return
     placeholder -> path. "{new}" is a folder for outputs the cases must not create."""
     from levelup import ANIModel
-    from levelup.train.loop import History
+    from levelup.train.history import History
 
     tmp = Path(tmp_path)
     (tmp / "new").mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ def test_errors_and_parity_print_statistics(h2, tmp_path, capsys):
 
 
 def test_history(tmp_path, capsys):
-    from levelup.train.loop import History
+    from levelup.train.history import History
 
     for name, n in (("pre", 30), ("tl", 10)):
         History(epoch=list(range(1, n + 1)), train_rmse=[5.0 / e for e in range(1, n + 1)],

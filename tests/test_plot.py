@@ -149,7 +149,7 @@ def history_dict(n, *, val=True, best=None):
 
 
 def test_learning_curves_from_dicts_and_history_objects():
-    from levelup.train.loop import History
+    from levelup.train.history import History
 
     h = History.from_dict(history_dict(20, best=15))
     fig = learning_curves({"pretrain": h, "transfer": history_dict(8, val=False)})
@@ -167,7 +167,7 @@ def test_learning_curves_from_dicts_and_history_objects():
 
 
 def test_learning_curves_learning_rate_axis(tmp_path):
-    from levelup.train.loop import History
+    from levelup.train.history import History
 
     History.from_dict(history_dict(5)).save(tmp_path / "h.json")
     fig = learning_curves({"a": History.load(tmp_path / "h.json")}, lr=True)

@@ -18,7 +18,8 @@ from levelup.data import Database
 from levelup.errors import ConfigError, DataError
 from levelup.model.ani import ANIModel
 from levelup.train.batching import CachedEnergies, trainable_split
-from levelup.train.loop import History, TrainConfig, fit, torchani_groups
+from levelup.train.history import History
+from levelup.train.loop import TrainConfig, fit, torchani_groups
 from levelup.train.optim import FlatAdamW, Plateau
 
 
@@ -483,7 +484,7 @@ def test_interrupt_restores_the_best_weights_and_keeps_the_history():
     """Ctrl-C during the epochs (here raised by the callback after epoch 6): fit restores the
     best epoch's weights and raises TrainingInterrupted (a KeyboardInterrupt) carrying the
     history of the finished epochs."""
-    from levelup.train.loop import TrainingInterrupted
+    from levelup.train.history import TrainingInterrupted
 
     db = make_db(30)
     model = small_model()

@@ -53,7 +53,7 @@ _EXPORTS = {
     "read_study": "levelup.study.schema",
     "StudyResult": "levelup.study.runner",
     "run_study": "levelup.study.runner",
-    "History": "levelup.train.loop",
+    "History": "levelup.train.history",
     "TrainConfig": "levelup.train.config",
     "fit": "levelup.train.loop",
     "L2SP": "levelup.transfer.priors",

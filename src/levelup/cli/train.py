@@ -25,7 +25,8 @@ from typing import Any
 
 from levelup.cli.common import input_file, output_file, read_database
 from levelup.errors import ConfigError
-from levelup.train.loop import History, TrainConfig, TrainingInterrupted, fit
+from levelup.train.history import History, TrainingInterrupted
+from levelup.train.loop import TrainConfig, fit
 
 EXAMPLE = """examples:
   levelup train h2.h5 -o h2-hf.pt --property HF/STO-3G

@@ -1,18 +1,12 @@
-"""Training an ANI model: :class:`TrainConfig`, :class:`History` and :func:`fit`, one visible loop.
+"""Training an ANI model: :func:`fit`, one visible loop.
 
 The recipe is TorchANI's and MLatom's: AdamW, the learning rate halved when the validation loss
 has not improved for a number of epochs (ReduceLROnPlateau), training stops once the rate falls
 below a floor, and the weights of the best validation epoch are restored. By default it runs on
 batches of 16 at 2e-3 and validates a moving average of the weights (see :class:`TrainConfig`);
 ``TrainConfig.mlatom()`` with ``param_groups=torchani_groups(model)`` is MLatom's recipe (batch 8,
-1e-3, no average, biases by plain SGD).
-
-Loss (per batch, energies in kcal/mol so that losses and penalties read in familiar units)::
-
-    loss = mean over molecules of (E_pred - E_ref)^2 / sqrt(atoms)
-           + force_weight * mean over molecules of sum over atoms, xyz (F_pred - F_ref)^2 / atoms
-
-the division by sqrt(atoms) is MLatom's and TorchANI's (big molecules' errors grow with size).
+1e-3, no average, biases by plain SGD). The loss and the steps are in :mod:`levelup.train.steps`,
+the record of a run in :mod:`levelup.train.history`.
 
 Speed by design: the AEV depends only on the geometry, so energy-only training computes every AEV
 once (and the outputs of frozen leading layers too) and reuses them every epoch; see
@@ -22,16 +16,12 @@ frozen ones stay bit-identical (AdamW's weight decay never touches them).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
-import json
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,87 +29,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from levelup.atomicwrite import write_text_atomic
 from levelup.data import Database
 from levelup.errors import ConfigError, DataError
+from levelup.progress import progress_bar
 from levelup.train.batching import CachedEnergies, GeometryBatches
 from levelup.train.checkpoint import load_checkpoint, save_checkpoint
 from levelup.train.config import TrainConfig
+from levelup.train.history import History, TrainingInterrupted
 from levelup.train.optim import FlatAdamW, Plateau
+from levelup.train.steps import evaluate, train_epoch
 from levelup.units import ENERGY, FORCE
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
 
-
-@dataclass
-class History:
-    """Per-epoch record of a :func:`fit` run (lists, one entry per epoch).
-
-    Attributes:
-        epoch: epoch numbers (1-based).
-        train_rmse: energy RMSE over the training batches of that epoch, kcal/mol.
-        val_rmse: energy RMSE on the validation set after that epoch, kcal/mol (NaN without one).
-        train_force_rmse / val_force_rmse: force RMSE, kcal/mol/Angstrom (NaN unless forces).
-        val_loss: the loss the schedule watches (validation, or training without validation).
-        lr: learning rate used in that epoch (of the first parameter group).
-        time: seconds since the start of training at the end of that epoch.
-        best_epoch: epoch whose weights were restored at the end.
-        stop_reason: why training stopped ("lr_floor", "max_epochs", "callback" or
-            "interrupted": see :class:`TrainingInterrupted`).
-    """
-
-    epoch: list[int] = field(default_factory=list)
-    train_rmse: list[float] = field(default_factory=list)
-    val_rmse: list[float] = field(default_factory=list)
-    train_force_rmse: list[float] = field(default_factory=list)
-    val_force_rmse: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    time: list[float] = field(default_factory=list)
-    best_epoch: int = 0
-    stop_reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def append(self, **values: float) -> None:
-        """Record one epoch: a value for each per-epoch list (``epoch=3, train_rmse=0.2, ...``)."""
-        for name, value in values.items():
-            getattr(self, name).append(value)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> History:
-        return cls(**{f.name: copy.deepcopy(data[f.name]) for f in dataclasses.fields(cls)
-                      if f.name in data})
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write as JSON (atomically); NaN is written as null."""
-        clean = {k: ([None if isinstance(x, float) and math.isnan(x) else x for x in v]
-                     if isinstance(v, list) else v) for k, v in self.to_dict().items()}
-        write_text_atomic(path, json.dumps({"units": "kcal/mol", **clean}, indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> History:
-        data = json.loads(Path(path).read_text())
-        return cls.from_dict({k: ([math.nan if x is None else x for x in v]
-                                  if isinstance(v, list) else v) for k, v in data.items()})
-
-
-class TrainingInterrupted(KeyboardInterrupt):  # noqa: N818 (it is a KeyboardInterrupt)
-    """Raised by :func:`fit` when a KeyboardInterrupt (Ctrl-C; SIGTERM too under the ``levelup``
-    command) arrives during the epochs. It is a KeyboardInterrupt, so a script stops as usual;
-    a caller that wants the work done so far catches it: the model already holds the weights
-    of the best epoch so far (as after a normal end), and ``history`` records the finished
-    epochs with ``stop_reason = "interrupted"`` (``history.best_epoch`` is 0, and the model's
-    weights those of a partly trained first epoch, when no epoch finished). No checkpoint is
-    written for the unfinished epoch: resuming starts from the last periodic checkpoint.
-
-    Attributes:
-        history: the :class:`History` of the epochs that finished.
-    """
-
-    def __init__(self, history: History) -> None:
-        super().__init__(f"training interrupted after {len(history.epoch)} epochs")
-        self.history = history
+#: a function of the model added to every batch loss, (kcal/mol)^2
+Penalty = Callable[[torch.nn.Module], Tensor]
+#: called after every epoch as callback(epoch, history, model); True stops training
+Callback = Callable[[int, History, torch.nn.Module], "bool | None"]
 
 
 # ---------------------------------------------------------------------------------- set-up
@@ -137,7 +62,7 @@ def _labelled(db: Database, prop: str, role: str) -> Database:
         raise DataError(f"no molecule of the {role} set has a value for {prop!r}")
     if not keep.all():
         warnings.warn(f"{int((~keep).sum())} of {len(db)} molecules of the {role} set lack "
-                      f"{prop!r} and are left out", stacklevel=3)
+                      f"{prop!r} and are left out", stacklevel=5)  # fit's caller
         db = db[keep]
     return db
 
@@ -225,53 +150,93 @@ def _fingerprint(config: TrainConfig, prop: str, *sets: Database) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------- steps
+@dataclass
+class _Run:
+    """What the loop works on and carries from epoch to epoch (all of it in a checkpoint)."""
+
+    train: CachedEnergies | GeometryBatches
+    validation: CachedEnergies | GeometryBatches | None
+    optimizer: FlatAdamW
+    scheduler: Plateau
+    generator: torch.Generator
+    fingerprint: str
+    history: History
+    best_loss: float = math.inf
+    best_state: dict[str, Tensor] | None = None
+    first_epoch: int = 1
 
 
-def _energy_loss(pred: Tensor, target: Tensor, inv_sqrt_atoms: Tensor) -> tuple[Tensor, Tensor]:
-    """(loss in (kcal/mol)^2, detached sum of squared errors in kcal^2) of one batch."""
-    diff = (pred - target) * KCAL
-    sq = diff * diff
-    return (sq * inv_sqrt_atoms).mean(), sq.detach().sum()
+def _split(train: Database, validation: Database | None, prop: str, config: TrainConfig
+           ) -> tuple[Database, Database | None]:
+    """The labelled training and validation sets (validation split off ``train`` when None)."""
+    train = _labelled(train, prop, "training")
+    if validation is not None:
+        return train, _labelled(validation, prop, "validation")
+    if config.validation_fraction == 0:
+        return train, None
+    train, validation = train.split(1 - config.validation_fraction, config.validation_fraction,
+                                    seed=config.seed)
+    if len(validation) == 0 or len(train) == 0:
+        raise DataError(f"cannot split {len(train) + len(validation)} molecules into training "
+                        "and validation sets: give validation= or more molecules")
+    return train, validation
 
 
-def _geometry_step(model: torch.nn.Module, batch: tuple[Tensor, ...], force_weight: float,
-                   create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """(loss, energy squared-error sum, force squared-error sum) of one batch with forces."""
-    species, xyz, residuals, f_ref = batch
-    xyz = xyz.detach().requires_grad_(True)
-    pred = model.atomic_energies(species, model.compute_aev(species, xyz)).sum(-1)
-    f_pred = -torch.autograd.grad(pred.sum(), xyz, create_graph=create_graph)[0]
-    n_atoms = (species >= 0).sum(1).to(pred.dtype)
-    e_loss, e_sq = _energy_loss(pred, residuals.to(pred.dtype), n_atoms.rsqrt())
-    known = torch.isfinite(f_ref)
-    f_diff = torch.where(known, (f_pred - f_ref.nan_to_num()) * KCAL, torch.zeros_like(f_pred))
-    f_sq = (f_diff * f_diff).sum((1, 2))  # (molecules,)
-    loss = e_loss + force_weight * (f_sq / n_atoms).mean()
-    return loss, e_sq, f_sq.detach().sum()
+def _resume_or_start(model: torch.nn.Module, config: TrainConfig, prop: str, train: Database,
+                     fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint to resume from (its weights loaded into ``model``), or None after fitting
+    the self energies when they were never set."""
+    if config.resume and Path(config.checkpoint).exists():
+        state = load_checkpoint(config.checkpoint)
+        if state["fingerprint"] != fingerprint:
+            raise ConfigError(f"checkpoint {config.checkpoint} belongs to another run (other data "
+                              "or settings); delete it or set resume=False")
+        model.load_state_dict(state["model"])
+        return state
+    if _self_energies_unset(model):
+        from levelup.model.selfenergies import fit_self_energies
+
+        model.set_self_energies(fit_self_energies(train.species, train.get(prop), model.elements))
+    return None
 
 
-def _evaluate(model: torch.nn.Module, data: Any, force_weight: float
-              ) -> tuple[float, float, float]:
-    """(loss, energy RMSE kcal/mol, force RMSE kcal/mol/A) of a whole set, no parameter grads."""
-    if isinstance(data, CachedEnergies):
-        with torch.no_grad():
-            loss, e_sq, count = 0.0, 0.0, 0
-            for start, stop in data.batches():
-                target, w = data.batch_targets(start, stop)
-                batch_loss, sq = _energy_loss(data.energies(start, stop), target, w)
-                loss += float(batch_loss) * (stop - start)
-                e_sq += float(sq)
-                count += stop - start
-        return loss / count, math.sqrt(e_sq / count), math.nan
-    loss, e_sq, f_sq, count, n_comp = 0.0, 0.0, 0.0, 0, 0
-    for idx in data.batches(1024, None):
-        batch = data.take(idx)
-        batch_loss, sq, fsq = _geometry_step(model, batch, force_weight, create_graph=False)
-        loss += float(batch_loss.detach()) * len(idx)
-        e_sq, f_sq, count = e_sq + float(sq), f_sq + float(fsq), count + len(idx)
-        n_comp += int(torch.isfinite(batch[3]).sum())
-    return loss / count, math.sqrt(e_sq / count), math.sqrt(f_sq / max(n_comp, 1))
+def _layout(model: torch.nn.Module, db: Database, prop: str, forces: str | None
+            ) -> CachedEnergies | GeometryBatches:
+    """``db`` laid out for training: cached features without ``forces``, else geometries."""
+    species, xyz, residuals = _tensors(model, db, prop)
+    if forces is None:
+        return CachedEnergies(model, species, xyz, residuals)
+    f = torch.from_numpy(np.array(db.get(forces, unit=FORCE), dtype=np.float64)).to(model.dtype)
+    return GeometryBatches(species, xyz, residuals.to(model.dtype), f)
+
+
+def _prepare(model: torch.nn.Module, train: Database, validation: Database | None, prop: str,
+             config: TrainConfig, forces: str | None,
+             param_groups: Sequence[Mapping[str, Any]] | None) -> _Run:
+    """Everything :func:`_loop` needs, restored from the checkpoint when resuming."""
+    if not hasattr(model, "networks") or hasattr(model, "members"):
+        raise ConfigError(f"fit trains one ANIModel; got {type(model).__name__} (train the members "
+                          "of an ensemble one by one)")
+    train, validation = _split(train, validation, prop, config)
+    fingerprint = _fingerprint(config, prop, train, *([validation] if validation else []))
+    state = _resume_or_start(model, config, prop, train, fingerprint)
+    forces = (forces or f"forces/{prop}") if config.force_weight > 0 else None
+    train_data = _layout(model, train, prop, forces)
+    val_data = _layout(model, validation, prop, forces) if validation is not None else None
+    if isinstance(val_data, CachedEnergies):
+        val_data.shuffle(np.arange(val_data.n), batch_size=4096)
+    optimizer = _optimizer(model, config, param_groups)
+    run = _Run(train_data, val_data, optimizer,
+               Plateau(optimizer, config.lr_factor, config.lr_patience, config.lr_threshold),
+               torch.Generator().manual_seed(config.seed), fingerprint, History())
+    if state is not None:
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])
+        run.generator.set_state(state["generator"])
+        run.history = History.from_dict(state["history"])
+        run.best_loss, run.best_state = state["best_loss"], state["best_state"]
+        run.first_epoch = state["epoch"] + 1
+    return run
 
 
 # ---------------------------------------------------------------------------------- fit
@@ -287,8 +252,8 @@ def fit(
     progress: bool = True,
     forces: str | None = None,
     param_groups: Sequence[Mapping[str, Any]] | None = None,
-    penalty: Callable[[torch.nn.Module], Tensor] | None = None,
-    callback: Callable[[int, History, torch.nn.Module], bool | None] | None = None,
+    penalty: Penalty | None = None,
+    callback: Callback | None = None,
 ) -> History:
     """Train ``model`` (an :class:`~levelup.model.ani.ANIModel`, in place) on energies ``property``
     (Hartree) of ``train``, and forces too when ``config.force_weight > 0``.
@@ -330,165 +295,84 @@ def fit(
             far; its ``history`` holds the finished epochs.
     """
     config = config if config is not None else TrainConfig()
-    if not hasattr(model, "networks") or hasattr(model, "members"):
-        raise ConfigError(f"fit trains one ANIModel; got {type(model).__name__} (train the members "
-                          "of an ensemble one by one)")
-    train = _labelled(train, property, "training")
-    if validation is None and config.validation_fraction > 0:
-        train, validation = train.split(1 - config.validation_fraction,
-                                        config.validation_fraction, seed=config.seed)
-        if len(validation) == 0 or len(train) == 0:
-            raise DataError(f"cannot split {len(train) + len(validation)} molecules into training "
-                            "and validation sets: give validation= or more molecules")
-    elif validation is not None:
-        validation = _labelled(validation, property, "validation")
-    use_forces = config.force_weight > 0
-    forces = forces or f"forces/{property}"
-    fingerprint = _fingerprint(config, property, train, *([validation] if validation else []))
-    state = None
-    if config.resume and Path(config.checkpoint).exists():
-        state = load_checkpoint(config.checkpoint)
-        if state["fingerprint"] != fingerprint:
-            raise ConfigError(f"checkpoint {config.checkpoint} belongs to another run (other data "
-                              "or settings); delete it or set resume=False")
-        model.load_state_dict(state["model"])
-    elif _self_energies_unset(model):
-        from levelup.model.selfenergies import fit_self_energies
-
-        model.set_self_energies(fit_self_energies(train.species, train.get(property),
-                                                  model.elements))
-
-    def prepare(db: Database) -> CachedEnergies | GeometryBatches:
-        species, xyz, residuals = _tensors(model, db, property)
-        if not use_forces:
-            return CachedEnergies(model, species, xyz, residuals)
-        f = torch.from_numpy(np.array(db.get(forces, unit=FORCE), dtype=np.float64)
-                             ).to(model.dtype)
-        return GeometryBatches(species, xyz, residuals.to(model.dtype), f)
-
-    train_data = prepare(train)
-    val_data = prepare(validation) if validation is not None else None
-    if isinstance(val_data, CachedEnergies):
-        val_data.shuffle(np.arange(val_data.n), batch_size=4096)
-    optimizer = _optimizer(model, config, param_groups)
+    run = _prepare(model, train, validation, property, config, forces, param_groups)
     try:
-        return _loop(model, config, train_data, val_data, optimizer, fingerprint, state, progress,
-                     penalty, callback)
+        return _loop(model, config, run, progress, penalty, callback)
     finally:
-        optimizer.release()
+        run.optimizer.release()
 
 
-def _train_epoch(model: torch.nn.Module, config: TrainConfig, train_data: Any,
-                 optimizer: FlatAdamW, generator: torch.Generator,
-                 penalty: Callable[[torch.nn.Module], Tensor] | None) -> tuple[float, float]:
-    """One pass over the training set in a fresh random order: (energy RMSE kcal/mol, force
-    RMSE kcal/mol/Angstrom or NaN without forces) of its batches."""
-    e_sq, f_sq, n_f = [], [], 0
-    if isinstance(train_data, CachedEnergies):
-        train_data.shuffle(torch.randperm(train_data.n, generator=generator).numpy(),
-                           config.batch_size)
-        for start, end in train_data.batches():
-            if train_data.handwritten:  # same loss and gradients, without autograd's overhead
-                loss, sq = train_data.loss_and_gradients(start, end, KCAL)
-                if penalty is not None:
-                    penalty(model).backward()  # adds to the gradients just written
-            else:
-                target, w = train_data.batch_targets(start, end)
-                loss, sq = _energy_loss(train_data.energies(start, end), target, w)
-                if penalty is not None:
-                    loss = loss + penalty(model)
-                optimizer.zero_grad()
-                loss.backward()
-            optimizer.step()
-            e_sq.append(sq)
-    else:
-        for idx in train_data.batches(config.batch_size, generator):
-            batch = train_data.take(idx)
-            loss, sq, fsq = _geometry_step(model, batch, config.force_weight, True)
-            if penalty is not None:
-                loss = loss + penalty(model)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            e_sq.append(sq)
-            f_sq.append(fsq)
-            n_f += int(torch.isfinite(batch[3]).sum())
-    train_rmse = math.sqrt(float(torch.stack(e_sq).sum()) / train_data.n)
-    train_frmse = math.sqrt(float(torch.stack(f_sq).sum()) / max(n_f, 1)) if f_sq else math.nan
-    return train_rmse, train_frmse
-
-
-def _loop(model: torch.nn.Module, config: TrainConfig, train_data: Any, val_data: Any,
-          optimizer: FlatAdamW, fingerprint: str, state: dict[str, Any] | None, progress: bool,
-          penalty: Callable[[torch.nn.Module], Tensor] | None,
-          callback: Callable[[int, History, torch.nn.Module], bool | None] | None) -> History:
+def _loop(model: torch.nn.Module, config: TrainConfig, run: _Run, progress: bool,
+          penalty: Penalty | None, callback: Callback | None) -> History:
     """The training loop of :func:`fit`: epochs of shuffled batches, validation, schedule,
     best weights, checkpoints. On KeyboardInterrupt: best weights restored, then
     :class:`TrainingInterrupted`."""
-    scheduler = Plateau(optimizer, config.lr_factor, config.lr_patience, config.lr_threshold)
-    generator = torch.Generator().manual_seed(config.seed)
-    history, best_loss, best_state, first_epoch, t_offset = History(), math.inf, None, 1, 0.0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        history = History.from_dict(state["history"])
-        best_loss, best_state = state["best_loss"], state["best_state"]
-        first_epoch, t_offset = state["epoch"] + 1, history.time[-1] if history.time else 0.0
-
-    def save(epoch: int) -> None:
-        save_checkpoint(config.checkpoint, {
-            "model": {k: v.clone() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "generator": generator.get_state(), "epoch": epoch, "history": history.to_dict(),
-            "best_loss": best_loss, "best_state": best_state, "fingerprint": fingerprint})
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=config.max_epochs, initial=first_epoch - 1, disable=not progress,
-               unit="epoch", desc="fit", dynamic_ncols=True)
-    t0 = time.perf_counter() - t_offset
-    epoch, stop = first_epoch - 1, "max_epochs"
+    history = run.history
+    bar = progress_bar(total=config.max_epochs, initial=run.first_epoch - 1, desc="fit",
+                       unit="epoch", enabled=progress)
+    t0 = time.perf_counter() - (history.time[-1] if history.time else 0.0)
+    epoch, stop = run.first_epoch - 1, "max_epochs"
     try:
-        for epoch in range(first_epoch, config.max_epochs + 1):
-            lr = optimizer.scale * config.learning_rate
+        for epoch in range(run.first_epoch, config.max_epochs + 1):
+            lr = run.optimizer.scale * config.learning_rate
             if lr < config.lr_floor:
                 epoch, stop = epoch - 1, "lr_floor"
                 break
-            train_rmse, train_frmse = _train_epoch(model, config, train_data, optimizer,
-                                                   generator, penalty)
-            with optimizer.averaged():  # validate (and keep) the moving average of the weights
-                if val_data is not None:
-                    val_loss, val_rmse, val_frmse = _evaluate(model, val_data, config.force_weight)
-                else:
-                    val_loss, val_rmse, val_frmse = train_rmse ** 2, math.nan, math.nan
-                if val_loss < best_loss:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    best_loss, history.best_epoch = val_loss, epoch
-            scheduler.step(val_loss)
+            train_rmse, train_frmse = train_epoch(model, config, run.train, run.optimizer,
+                                                  run.generator, penalty)
+            val_loss, val_rmse, val_frmse = _validate(model, config, run, epoch, train_rmse)
+            run.scheduler.step(val_loss)
             history.append(epoch=epoch, train_rmse=train_rmse, val_rmse=val_rmse,
                            train_force_rmse=train_frmse, val_force_rmse=val_frmse,
                            val_loss=val_loss, lr=lr, time=time.perf_counter() - t0)
             bar.update(1)
-            if progress:
-                bar.set_postfix_str(f"train {train_rmse:.4g} val {val_rmse:.4g} kcal/mol "
-                                    f"lr {lr:.2g}", refresh=False)
+            bar.set_postfix_str(f"train {train_rmse:.4g} val {val_rmse:.4g} kcal/mol "
+                                f"lr {lr:.2g}", refresh=False)
             if config.checkpoint and epoch % config.checkpoint_every == 0:
-                save(epoch)
-            if callback is not None:
-                with optimizer.averaged():
-                    if callback(epoch, history, model):
-                        stop = "callback"
-                        break
+                _save(model, config, run, epoch)
+            if callback is not None and _stop_asked(callback, epoch, model, run):
+                stop = "callback"
+                break
     except KeyboardInterrupt as exc:
         stop = "interrupted"
         raise TrainingInterrupted(history) from exc
     else:
         if config.checkpoint and (not history.epoch or history.epoch[-1] % config.checkpoint_every):
-            save(epoch)
+            _save(model, config, run, epoch)
     finally:
         bar.close()
         history.stop_reason = stop
-        if best_state is not None:
-            model.load_state_dict(best_state)
+        if run.best_state is not None:
+            model.load_state_dict(run.best_state)
     return history
+
+
+def _validate(model: torch.nn.Module, config: TrainConfig, run: _Run, epoch: int,
+              train_rmse: float) -> tuple[float, float, float]:
+    """(loss the schedule watches, energy RMSE kcal/mol, force RMSE kcal/mol/Angstrom) of the
+    validation set, for the moving average of the weights; keeps them when the best so far."""
+    with run.optimizer.averaged():
+        if run.validation is not None:
+            val_loss, val_rmse, val_frmse = evaluate(model, run.validation, config.force_weight)
+        else:
+            val_loss, val_rmse, val_frmse = train_rmse ** 2, math.nan, math.nan
+        if val_loss < run.best_loss:
+            run.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            run.best_loss, run.history.best_epoch = val_loss, epoch
+    return val_loss, val_rmse, val_frmse
+
+
+def _stop_asked(callback: Callback, epoch: int, model: torch.nn.Module, run: _Run) -> bool:
+    """Call ``callback`` with the model holding the weights just validated; True: stop."""
+    with run.optimizer.averaged():
+        return bool(callback(epoch, run.history, model))
+
+
+def _save(model: torch.nn.Module, config: TrainConfig, run: _Run, epoch: int) -> None:
+    """Write the checkpoint of ``epoch``: everything needed to resume exactly."""
+    save_checkpoint(config.checkpoint, {
+        "model": {k: v.clone() for k, v in model.state_dict().items()},
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "generator": run.generator.get_state(), "epoch": epoch,
+        "history": run.history.to_dict(), "best_loss": run.best_loss,
+        "best_state": run.best_state, "fingerprint": run.fingerprint})

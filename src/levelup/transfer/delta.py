@@ -22,7 +22,8 @@ import numpy as np
 
 from levelup.data import Database
 from levelup.model.predict import Prediction
-from levelup.train.loop import History, TrainConfig, fit
+from levelup.train.history import History
+from levelup.train.loop import TrainConfig, fit
 from levelup.units import ENERGY, FORCE
 
 

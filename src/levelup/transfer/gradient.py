@@ -41,7 +41,8 @@ import torch
 from levelup.data import Database
 from levelup.errors import ConfigError
 from levelup.train.config import TrainConfig
-from levelup.train.loop import History, fit
+from levelup.train.history import History
+from levelup.train.loop import fit
 from levelup.transfer.priors import L2SP, ForceAnchor, SmoothCorrection
 from levelup.transfer.selfenergies import refit_self_energies, self_energies_from_atoms
 from levelup.transfer.surgery import freeze

@@ -28,7 +28,7 @@ from typing import Any
 
 from levelup.data import Database
 from levelup.errors import ConfigError
-from levelup.train.loop import History
+from levelup.train.history import History
 from levelup.transfer.auto import AutoChoice, AutoRecipe, auto_transfer
 from levelup.transfer.gradient import GRADIENT_RECIPES, TransferRecipe, gradient_transfer
 from levelup.transfer.linear import LinearChoice, LinearRecipe, linear_transfer
