@@ -200,7 +200,7 @@ def test_delta_on_low_level_labels(tmp_path):
 
 
 def test_file_and_distortion_sources(tmp_path):
-    from levelup.study.runner import scan_coordinate
+    from levelup.study.geometries import scan_coordinate
     from levelup.study.tutorial import h2_scan
 
     h2_scan()[::50].write(tmp_path / "frames.extxyz")

@@ -14,10 +14,11 @@ import numpy as np
 
 from levelup.atomicwrite import write_text_atomic
 from levelup.data import Database
-from levelup.study.runner import scan_coordinate
+from levelup.study.geometries import scan_coordinate
 from levelup.study.stepcache import content_key
 
-NAMES = {"pretrained": "ANI pre-trained (low level)", "transfer": "transfer", "scratch": "scratch",
+NAMES = {"pretrained": "ANI pre-trained (low level)", "transfer": "transfer",
+         "tutorial-protocol": "transfer (tutorial protocol)", "scratch": "scratch",
          "delta": "delta"}
 
 
@@ -43,12 +44,12 @@ def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.nda
     if (run.store.entry("outputs").get("key") == key and metrics_file.is_file()
             and report_file.is_file()):
         metrics = json.loads(metrics_file.read_text())
-        run._done("outputs", key, "reused", start, report_file, f"reused ({report_file.name})")
+        run.done("outputs", key, "reused", start, report_file, f"reused ({report_file.name})")
         return metrics
     # files are about to change: until they are all written, no key vouches for them
     run.store.record("outputs", {"key": None, "status": "writing"})
     _write(run, db, train_idx, val_idx)
-    run._done("outputs", key, "done", start, report_file,
+    run.done("outputs", key, "done", start, report_file,
               f"{len(study.output.plots)} figure(s), metrics.json, report.md -> {folder}")
     return json.loads(metrics_file.read_text())
 
@@ -148,6 +149,11 @@ def _notes(run: Any) -> list[str]:
         choice = run.linear_choice("transfer")
         if choice is not None:
             notes.append(choice.summary() + ".")
+    if "tutorial-protocol" in study.compare:
+        notes.append("tutorial-protocol: MLatom's transfer-learning tutorial as MLatom trains: "
+                     f"pre-trained on {low} with MLatom's recipe (TrainConfig.mlatom() with "
+                     "torchani_groups), layers [0, -1] frozen, self energies refitted, learning "
+                     "rate 1e-4; its time includes that pre-training.")
     if "scratch" in study.compare:
         notes.append("scratch: the same architecture trained on the high-level points only.")
     if "delta" in study.compare:

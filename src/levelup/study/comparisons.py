@@ -1,0 +1,199 @@
+"""The models a study trains, one function per step of :mod:`levelup.study.runner`: the
+pre-trained model, and the comparisons a study file names in ``compare`` (levelup's transfer,
+MLatom's tutorial protocol, training from scratch, delta-learning). Each hands
+:meth:`~levelup.study.steps.StudyRun.model_step` the parts that determine its model (so an
+unchanged step is reused) and a function that trains it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from levelup.data import Database
+from levelup.errors import ConfigError
+from levelup.study.schema import Study
+from levelup.study.steps import StudyRun
+
+
+@dataclasses.dataclass(frozen=True)
+class Points:
+    """A study's labelled data: every geometry (``db``, both levels), the high-level training and
+    validation points, and the arrays that identify them in step keys (``high_sets``)."""
+
+    db: Database
+    train: Database
+    validation: Database | None
+    high_sets: dict[str, Any]
+
+
+def points(run: StudyRun, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -> Points:
+    """The :class:`Points` of a labelled ``db`` and the selected indices."""
+    high = run.names[1]
+    train = db[train_idx]
+    val = db[val_idx] if len(val_idx) else None
+    high_sets = {**prefixed("train", set_arrays(train, high)),
+                 **(prefixed("validation", set_arrays(val, high)) if val is not None else {})}
+    return Points(db, train, val, high_sets)
+
+
+def set_arrays(db: Database, prop: str) -> dict[str, Any]:
+    """The arrays that determine a training set: geometries, charges and the energies ``prop``."""
+    return {"species": db.species, "coordinates": db.coordinates, "charges": db.charges,
+            "multiplicities": db.multiplicities, "energies": np.asarray(db.get(prop))}
+
+
+def prefixed(prefix: str, parts: dict[str, Any]) -> dict[str, Any]:
+    """``parts`` with every key prefixed by ``prefix.``."""
+    return {f"{prefix}.{k}": v for k, v in parts.items()}
+
+
+def architecture(study: Study, db: Database) -> tuple[list[int], dict[str, Any]]:
+    """(atomic numbers the model covers, the architecture as it enters step keys)."""
+    from levelup.elements import atomic_number
+
+    elements = [atomic_number(e) for e in (study.model.elements or db.elements)]
+    missing = sorted(set(db.elements) - set(elements))
+    if missing:
+        raise ConfigError(f"[model] elements {list(study.model.elements)} lack elements of the "
+                          f"geometries (atomic numbers {missing}); add them or leave elements out")
+    return elements, {"elements": elements, **dataclasses.asdict(study.model)}
+
+
+def model_factory(study: Study, elements: list[int]) -> Callable[[int], Any]:
+    """A function ``seed -> new ANIModel`` with the study's ``[model]`` architecture."""
+
+    def new_model(seed: int) -> Any:
+        from levelup.model.aev import AEVParams
+        from levelup.model.ani import ANIModel
+
+        aev = AEVParams.ani2x() if study.model.aev == "ani2x" else AEVParams.ani1x()
+        return ANIModel(elements, aev=aev, hidden=study.model.hidden_argument(),
+                        alpha=study.model.alpha, seed=seed)
+
+    return new_model
+
+
+def pretrain_step(run: StudyRun, data: Points, arch: dict[str, Any],
+                  new_model: Callable[[int], Any]) -> None:
+    """The ANI model trained on the low level of every geometry (``[pretrain]``)."""
+    study, low = run.study, run.names[0]
+
+    def pretrain() -> tuple[Any, Any]:
+        from levelup.train.loop import fit
+
+        model = new_model(study.seed)
+        return model, fit(model, data.db, property=low, config=study.pretrain,
+                          progress=run.progress)
+
+    run.model_step("pretrained", {**prefixed("data", set_arrays(data.db, low)), "arch": arch,
+                                  "init_seed": study.seed, "config": study.pretrain.to_dict()},
+                   pretrain, {"level": low, "trained_on": f"{len(data.db)} geometries"})
+
+
+def transfer_step(run: StudyRun, data: Points) -> None:
+    """The pre-trained model carried to the high level by levelup's recipe (``[transfer]``)."""
+    study, high = run.study, run.names[1]
+    anchors = data.db if study.anchors == "all" else None
+
+    def transfer() -> tuple[Any, Any]:
+        from levelup.transfer.recipe import finetune
+
+        return finetune(run.model("pretrained"), data.train, data.validation, property=high,
+                        anchors=anchors, recipe=study.transfer, progress=run.progress)
+
+    run.model_step("transfer", {
+        **data.high_sets, "parent": run.checksums["pretrained"],
+        "recipe": dataclasses.asdict(study.transfer),
+        "anchors": (np.asarray(anchors.coordinates) if anchors is not None else "high")},
+        transfer, {"level": high, "fine_tuned_from": "pretrained"})
+
+
+def tutorial_step(run: StudyRun, data: Points, arch: dict[str, Any],
+                  new_model: Callable[[int], Any]) -> None:
+    """MLatom's tutorial protocol, as MLatom trains: a model pre-trained on the low level with
+    MLatom's recipe (batch 8, AdamW on the weights, plain SGD on the biases), its first and last
+    layers frozen, self energies refitted, fine-tuned at learning rate 1e-4 on the high-level
+    points with a fresh optimizer. Its time includes that pre-training."""
+    study, (low, high) = run.study, run.names
+
+    def tutorial() -> tuple[Any, Any]:
+        from levelup.train.config import TrainConfig
+        from levelup.train.loop import fit, torchani_groups
+        from levelup.transfer.selfenergies import refit_self_energies
+        from levelup.transfer.surgery import freeze
+
+        model = new_model(study.seed)
+        fit(model, data.db, property=low, progress=run.progress,
+            config=TrainConfig.mlatom(seed=study.seed), param_groups=torchani_groups(model))
+        freeze(model, [0, -1])
+        refit_self_energies(model, data.train, high)
+        history = fit(model, data.train, data.validation, property=high, progress=run.progress,
+                      config=TrainConfig.mlatom(learning_rate=1e-4, seed=study.seed),
+                      param_groups=torchani_groups(model))
+        return model, history
+
+    run.model_step("tutorial-protocol", {
+        **prefixed("data", set_arrays(data.db, low)), **data.high_sets, "arch": arch,
+        "init_seed": study.seed, "protocol": "mlatom-tutorial: freeze [0, -1], rate 1e-4"},
+        tutorial, {"level": high, "protocol": "MLatom's transfer-learning tutorial"})
+
+
+def scratch_step(run: StudyRun, data: Points, arch: dict[str, Any],
+                 new_model: Callable[[int], Any]) -> None:
+    """The same architecture trained on the high-level points only (``[scratch]``)."""
+    study, high = run.study, run.names[1]
+
+    def scratch() -> tuple[Any, Any]:
+        from levelup.train.loop import fit
+
+        model = new_model(study.seed + 1)
+        return model, fit(model, data.train, data.validation, property=high,
+                          config=study.scratch, progress=run.progress)
+
+    run.model_step("scratch", {**data.high_sets, "arch": arch, "init_seed": study.seed + 1,
+                               "config": study.scratch.to_dict()},
+                   scratch, {"level": high})
+
+
+def delta_step(run: StudyRun, data: Points, arch: dict[str, Any],
+               new_model: Callable[[int], Any]) -> None:
+    """The delta comparison: kernel ridge regression (``[delta] method = "kernel"``, stored as
+    npz) or an ANI network (``"neural"``) of high minus low, added to the pre-trained model or
+    to the low-level labels."""
+    study, (low, high) = run.study, run.names
+    train, val = data.train, data.validation
+    on_model = study.delta_base == "model"
+    base_model = (lambda: run.model("pretrained")) if on_model else (lambda: None)
+    base = {"base": run.checksums["pretrained"]} if on_model else {
+        "base": "labels", **prefixed("base.train", set_arrays(train, low)),
+        **(prefixed("base.validation", set_arrays(val, low)) if val is not None else {})}
+    metadata = {"level": f"{high} - {low}", "correction_of": study.delta_base}
+    if study.delta_method == "kernel":
+        def kernel() -> Any:
+            from levelup.transfer import kerneldelta
+
+            return kerneldelta.fit_kernel_delta(base_model(), train, val, high=high,
+                                                low=None if on_model else low,
+                                                seed=study.seed).correction
+
+        run.kernel_step("delta", {**data.high_sets, "seed": study.seed, **base}, kernel, metadata)
+        return
+
+    def neural() -> tuple[Any, Any]:
+        from levelup.transfer import delta
+
+        combined, history = delta.fit_delta(base_model(), new_model(study.seed + 2), train, val,
+                                            high=high, low=None if on_model else low,
+                                            config=study.delta, progress=run.progress)
+        return combined.correction, history
+
+    run.model_step("delta", {**data.high_sets, "arch": arch, "init_seed": study.seed + 2,
+                             "config": study.delta.to_dict(), **base}, neural, metadata)
+
+
+__all__ = ["Points", "architecture", "delta_step", "model_factory", "points", "pretrain_step",
+           "scratch_step", "transfer_step", "tutorial_step"]
