@@ -22,18 +22,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from results import write_section  # noqa: E402
 
-from levelup.study.tutorial import run_h2_study  # noqa: E402
+from levelup.study.runner import run_study  # noqa: E402
+from levelup.study.tutorial import bundled_study  # noqa: E402
 
 MLATOM = {  # anchor.md: median (min-max) of seeds 0, 1, 2
     "pretrained": {"all": "0.075 (0.037-0.088)"},
-    "transfer (tutorial protocol)": {"all": "10.95 (10.71-11.87)", "0.9-5.0": "2.66 (2.61-4.03)"},
+    "tutorial-protocol": {"all": "10.95 (10.71-11.87)", "0.9-5.0": "2.66 (2.61-4.03)"},
     "scratch": {"all": "24.68 (19.31-27.20)"},
 }
 REGIONS = ("all", "0.9-5.0", "0.5-2.5", "0.5-0.9")
 
 
 def one_seed(seed: int) -> dict:
-    """The study for one seed (one torch thread), plus the optimised H2 bond length."""
+    """The bundled study (levelup demo) for one seed (one torch thread), plus the optimised H2 bond length."""
     import torch
     from ase import Atoms
     from ase.optimize import BFGS
@@ -44,10 +45,10 @@ def one_seed(seed: int) -> dict:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        metrics = run_h2_study(Path(tmp) / "run", seed=seed, progress=False)
-        metrics["wall_s"] = time.perf_counter() - t0
+        result = run_study(bundled_study(seed), Path(tmp) / "run", progress=False)
+        metrics = dict(result.metrics, wall_s=time.perf_counter() - t0)
         atoms = Atoms("H2", [[0.0, 0.0, 0.0], [0.0, 0.0, 1.1]])
-        atoms.calc = LevelupCalculator(load_model(Path(tmp) / "run" / "ani-transfer.pt"))
+        atoms.calc = LevelupCalculator(load_model(result.steps["transfer"].file))
         BFGS(atoms, logfile=None).run(fmax=1e-4, steps=200)
         metrics["bond_length"] = float(atoms.get_distance(0, 1))
     print(f"seed {seed}: " + ", ".join(
@@ -58,8 +59,8 @@ def one_seed(seed: int) -> dict:
 
 def cisd_minimum() -> float:
     """The CISD/cc-pVDZ minimum (Angstrom): a quartic through the 9 scan points around the
-    lowest one (the reference scan of ../shared/reference/h2_labels.npz)."""
-    ref = Path(__file__).resolve().parents[2] / "shared" / "reference" / "h2_labels.npz"
+    lowest one (the reference scan, tests/data/h2_labels.npz)."""
+    ref = Path(__file__).resolve().parents[1] / "tests" / "data" / "h2_labels.npz"
     with np.load(ref) as f:
         r, e = f["r"], f["cisd"]
     k = int(np.argmin(e))

@@ -30,26 +30,35 @@ def test_console_script_runs_as_subprocess(tmp_path):
 
 @pytest.mark.slow
 def test_demo_main_path_as_subprocess(tmp_path, session_label_cache):
-    """The main job end to end, as a user runs it: labels, pre-training, transfer, baselines,
-    plots, metrics.json, report.md."""
+    """The main job end to end, as a user runs it: the bundled study through the study runner
+    (labels, pre-training, transfer, the tutorial protocol, baselines, plots, metrics.json,
+    report.md); run again, it reuses every step."""
     out = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "levelup.cli.main", "--quiet", "demo", "--out",
-                          str(out), "--seed", "0", "--cache", str(session_label_cache)],
-                         capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-m", "levelup.cli.main", "--quiet", "demo", "--out", str(out),
+               "--seed", "0", "--cache", str(session_label_cache)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["seed"] == 0 and "labels" in metrics["times_s"]
+    assert metrics["seed"] == 0 and "pretrained" in metrics["times_s"]
     keys = {"rmse_all_kcalmol", "rmse_0.5-2.5_kcalmol", "rmse_0.9-5.0_kcalmol", "mae_all_kcalmol",
             "max_all_kcalmol"}
-    for name in ("pretrained", "transfer", "scratch", "delta"):
+    for name in ("pretrained", "transfer", "tutorial-protocol", "scratch", "delta"):
         assert keys <= set(metrics["models"][name]), name
     models = metrics["models"]
-    # transfer learning from 12 points beats training from scratch on them
+    # transfer learning from 12 points beats training from scratch and the tutorial's protocol
     assert models["transfer"]["rmse_all_kcalmol"] < models["scratch"]["rmse_all_kcalmol"]
+    assert models["transfer"]["rmse_all_kcalmol"] < models["tutorial-protocol"]["rmse_all_kcalmol"]
     for name in ("energy_curves.png", "errors.png", "parity.png", "learning_curves.png",
-                 "report.md", "ani-transfer.pt"):
+                 "report.md", "study.toml", "labels.npz"):
         assert (out / name).exists(), name
+    assert len(list((out / "models").glob("transfer-*.pt"))) == 1
     assert "energy_curves.png" in (out / "report.md").read_text()
+
+    again = subprocess.run(command[:3] + command[4:], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "reused: labels, pretrained, transfer, tutorial-protocol, scratch, delta, outputs" in \
+        again.stdout
+    assert json.loads((out / "metrics.json").read_text()) == metrics
 
 
 # ------------------------------------------------------------------- signals and pipes

@@ -7,11 +7,7 @@ metrics.json and report.md in the run folder. A second run reuses every label an
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import re
-import tomllib
 from pathlib import Path
-from typing import Any
 
 from levelup.cli.common import output_folder
 from levelup.errors import ConfigError
@@ -31,21 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def bundled_study(seed: int) -> Any:
-    """The bundled tutorial study with its top-level ``seed`` set (every table's seed follows
-    it, as if the file said so; the run folder's study.toml shows that text)."""
-    from levelup.study.schema import parse_study
-    from levelup.study.tutorial import STUDY
-
-    text = re.sub(r"^seed = \d+", f"seed = {int(seed)}", STUDY.read_text(encoding="utf-8"),
-                  count=1, flags=re.M)
-    study = parse_study(tomllib.loads(text), base=STUDY.parent, name=STUDY.stem)
-    return dataclasses.replace(study, source=STUDY, text=text)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the bundled tutorial study into ``--out`` and print its errors table."""
     from levelup.study.runner import run_study
+    from levelup.study.tutorial import bundled_study
 
     out = output_folder(args.out)
     if args.cache is not None and Path(args.cache).is_dir():

@@ -8,11 +8,18 @@ module holds the two pieces of it that are code: the scan and the 10 + 2 points.
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from levelup.data import Database
+
+if TYPE_CHECKING:
+    from levelup.study.schema import Study
 
 #: The bundled study file of ``levelup demo``.
 STUDY = Path(__file__).with_name("h2_tutorial.toml")
@@ -33,3 +40,15 @@ def tutorial_split(db: Database) -> tuple[Database, Database]:
     (r = 0.5, 4.5 Angstrom) and the other 10 train (r = 0.9, 1.3, ..., 4.1, 4.9)."""
     twelve = db[::40]
     return twelve[np.arange(len(twelve)) % 10 != 0], twelve[::10]
+
+
+def bundled_study(seed: int) -> Study:
+    """The bundled tutorial study with its top-level ``seed`` set (every table's seed follows
+    it, as if the file said so; the run folder's study.toml shows that text)."""
+    from levelup.study.reader import parse_study
+    from levelup.study.tutorial import STUDY
+
+    text = re.sub(r"^seed = \d+", f"seed = {int(seed)}", STUDY.read_text(encoding="utf-8"),
+                  count=1, flags=re.M)
+    study = parse_study(tomllib.loads(text), base=STUDY.parent, name=STUDY.stem)
+    return dataclasses.replace(study, source=STUDY, text=text)
