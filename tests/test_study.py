@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from levelup.errors import ConfigError
+from levelup.study.reader import parse_study, read_study
 from levelup.study.runner import build_geometries, run_study, select
-from levelup.study.schema import parse_study, read_study
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "h2_tutorial.toml"
 STEPS = ["labels", "pretrained", "transfer", "scratch", "delta", "outputs"]

@@ -50,7 +50,7 @@ _EXPORTS = {
     "atom_energies": "levelup.qm.atoms",
     "label": "levelup.qm.label",
     "Study": "levelup.study.schema",
-    "read_study": "levelup.study.schema",
+    "read_study": "levelup.study.reader",
     "StudyResult": "levelup.study.runner",
     "run_study": "levelup.study.runner",
     "History": "levelup.train.history",

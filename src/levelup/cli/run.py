@@ -86,7 +86,7 @@ def check_study(study, out: str | None, cache: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from levelup.study.schema import read_study
+    from levelup.study.reader import read_study
 
     study = read_study(input_file(args.study, "study file"))
     check_study(study, args.out, args.cache)

@@ -17,14 +17,15 @@ and exits 130.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from levelup.cli.common import input_file, output_file, read_database
+from levelup.configload import field_types, read_toml
 from levelup.errors import ConfigError
+from levelup.train.config import setting_flags
 from levelup.train.history import History, TrainingInterrupted
 from levelup.train.loop import TrainConfig, fit
 
@@ -55,14 +56,21 @@ HELP = {
     "checkpoint_every": "epochs between checkpoints (50)",
     "resume": "continue from --checkpoint if that file exists",
 }
-ALIASES = {"learning_rate": ["--lr"], "max_epochs": ["--epochs"]}
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _argument(hint: Any) -> dict[str, Any]:
+    """argparse keywords of a flag whose field has the type ``hint``."""
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if get_origin(hint) is tuple:  # tuple[float, ...]: any number of values
+        return {"type": get_args(hint)[0], "nargs": "*", "metavar": "X"}
+    if hint in (int, float):
+        return {"type": hint, "metavar": "X"}
+    return {"type": str, "metavar": "PATH"}  # str | None: a file name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``levelup train`` and its flags (one per TrainConfig field) to ``sub``."""
     p = sub.add_parser("train", help="train an ANI model on an energy property",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,37 +89,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--history", metavar="JSON", help="where to write the training history "
                    "(default: MODEL.history.json)")
     group = p.add_argument_group("training settings (TrainConfig fields)")
-    for f in dataclasses.fields(TrainConfig):
-        flags = [_flag(f.name), *ALIASES.get(f.name, [])]
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": HELP[f.name]}
-        if f.type == "bool":
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.type == "tuple[float, ...]":
-            kwargs.update(type=float, nargs="*", metavar="X")
-        else:
-            kwargs.update(type={"float": float, "int": int}.get(f.type, str), metavar="X"
-                          if f.type in ("float", "int") else "PATH")
-        group.add_argument(*flags, **kwargs)
+    for name, hint in field_types(TrainConfig).items():
+        group.add_argument(*setting_flags(name), dest=name, default=None, help=HELP[name],
+                           **_argument(hint))
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from --config (if given) overridden by the flags given."""
-    base = TrainConfig.from_toml(args.config, table=_table(args.config)) if args.config else \
-        TrainConfig()
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
-    return TrainConfig.from_dict({**base.to_dict(), **given})
-
-
-def _table(path: str) -> str | None:
-    import tomllib
-
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read training settings from {path}: {exc}") from exc
-    return "train" if "train" in data else None
+    """TrainConfig from --config (its [train] table, else its top level) overridden by the
+    flags given."""
+    settings: dict[str, Any] = {}
+    if args.config:
+        _, data = read_toml(args.config, "training settings file")
+        settings = data["train"] if isinstance(data.get("train"), dict) else data
+    given = {name: getattr(args, name) for name in field_types(TrainConfig)
+             if getattr(args, name, None) is not None}
+    return TrainConfig.from_dict({**settings, **given})
 
 
 def _paths(args: argparse.Namespace, config: TrainConfig) -> str:
@@ -162,6 +155,7 @@ def _write(args: argparse.Namespace, model: Any, history: History, config: Train
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train as the flags say (see the module docstring); returns the exit status."""
     from levelup.model.ani import ANIModel
     from levelup.model.files import load_model
 

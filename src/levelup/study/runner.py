@@ -36,7 +36,8 @@ import numpy as np
 from levelup.errors import ConfigError, DataError
 from levelup.study import comparisons
 from levelup.study.geometries import build_geometries, select
-from levelup.study.schema import Study, read_study
+from levelup.study.reader import read_study
+from levelup.study.schema import Study
 from levelup.study.steps import StepRecord, StudyRun
 
 

@@ -8,16 +8,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from levelup.configload import convert, field_types, load, read_toml
 from levelup.errors import ConfigError
-
-_TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false",
-               "str | None": "a file name (or none)", "tuple[float, ...]": "a list of numbers"}
 
 #: field -> (lowest, lowest allowed, highest, highest allowed); numbers must also be finite
 _RANGES = {
@@ -37,25 +33,19 @@ _RANGES = {
     "checkpoint_every": (1, True, math.inf, False),
 }
 #: command-line spellings besides --field-name
-_ALIASES = {"learning_rate": "--lr", "max_epochs": "--epochs"}
+ALIASES = {"learning_rate": ("--lr",), "max_epochs": ("--epochs",)}
+#: what a value must be, where the words of its type say too little
+_WORDS = {"checkpoint": "a file name (or none)"}
 
 
-def _type_ok(kind: str, value: Any) -> bool:
-    if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "str | None":
-        return value is None or isinstance(value, (str, os.PathLike))
-    return isinstance(value, tuple) and all(_type_ok("float", v) for v in value)
+def setting_flags(name: str) -> list[str]:
+    """The command-line flags of the TrainConfig field ``name``: ``--field-name`` and aliases."""
+    return ["--" + name.replace("_", "-"), *ALIASES.get(name, ())]
 
 
 def setting_name(name: str) -> str:
     """``name (--flag[, --alias])``: how errors name a setting, for the API and the CLI."""
-    flags = ["--" + name.replace("_", "-"), *([_ALIASES[name]] if name in _ALIASES else [])]
-    return f"{name} ({', '.join(flags)})"
+    return f"{name} ({', '.join(setting_flags(name))})"
 
 
 def _range_words(low: float, low_ok: bool, high: float, high_ok: bool) -> str:
@@ -66,20 +56,19 @@ def _range_words(low: float, low_ok: bool, high: float, high_ok: bool) -> str:
 
 
 def _check(config: Any) -> None:
-    """Raise ConfigError for the first field of the wrong type, not finite or out of range."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if not _type_ok(f.type, value):
-            raise ConfigError(f"{setting_name(f.name)} must be {_TYPE_WORDS[f.type]}; got "
-                              f"{value!r}")
-        if f.name not in _RANGES:
+    """Convert every field by its type hint (lists to tuples, integers to floats); raise
+    ConfigError for the first field of the wrong type, not finite or out of range."""
+    for name, hint in field_types(type(config)).items():
+        value = convert(getattr(config, name), hint, setting_name(name), _WORDS.get(name))
+        object.__setattr__(config, name, value)
+        if name not in _RANGES:
             continue
-        low, low_ok, high, high_ok = _RANGES[f.name]
+        low, low_ok, high, high_ok = _RANGES[name]
         for v in value if isinstance(value, tuple) else (value,):
             inside = (low <= v if low_ok else low < v) and (v <= high if high_ok else v < high)
             if not (math.isfinite(v) and inside):
-                kind = "an integer" if f.type == "int" else "a finite number"
-                raise ConfigError(f"{setting_name(f.name)} must be {kind} "
+                kind = "an integer" if hint is int else "a finite number"
+                raise ConfigError(f"{setting_name(name)} must be {kind} "
                                   f"{_range_words(low, low_ok, high, high_ok)}; got {v!r}")
     if not config.lr_floor < config.learning_rate:
         raise ConfigError(f"{setting_name('lr_floor')} must be below learning_rate "
@@ -132,10 +121,13 @@ class TrainConfig:
     resume: bool = False  # continue from ``checkpoint`` when that file exists
 
     def __post_init__(self) -> None:
+        """Check every field (see the module docstring); a single number of
+        ``hidden_weight_decay`` is a one-layer tuple, a path of ``checkpoint`` its text."""
         hwd = self.hidden_weight_decay
-        if isinstance(hwd, list) or (_type_ok("float", hwd)):
-            object.__setattr__(self, "hidden_weight_decay",
-                               tuple(hwd) if isinstance(hwd, list) else (hwd,))
+        if isinstance(hwd, (int, float)) and not isinstance(hwd, bool):
+            object.__setattr__(self, "hidden_weight_decay", (hwd,))
+        if isinstance(self.checkpoint, os.PathLike):
+            object.__setattr__(self, "checkpoint", os.fspath(self.checkpoint))
         _check(self)
 
     @classmethod
@@ -148,21 +140,14 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a mapping (e.g. a TOML table). Unknown keys raise ConfigError listing the
-        valid ones."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ConfigError(f"unknown training setting(s) {', '.join(unknown)}; valid keys: "
-                              f"{', '.join(names)}")
-        return cls(**data)
+        valid ones; a value of the wrong type raises ConfigError naming its flag."""
+        return load(cls, data, where="training settings (TrainConfig)", name=setting_name,
+                    words=_WORDS)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike, table: str | None = None) -> TrainConfig:
         """Read from a TOML file: its top level, or the table ``table`` (e.g. "train")."""
-        try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read training settings from {path}: {exc}") from exc
+        _, data = read_toml(path, "training settings file")
         if table is not None:
             if table not in data:
                 raise ConfigError(f"{path} has no [{table}] table; it has {sorted(data)}")
