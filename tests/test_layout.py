@@ -1,4 +1,6 @@
-"""House rules that a test can enforce: imports flow one way, nothing happens at import time."""
+"""House rules that a test can enforce (DESIGN.md): imports flow one way, folder by folder, with
+no cycle (function-level imports count); the package root is lazy; nothing happens at import
+time; modules and functions stay small; public items have docstrings."""
 
 from __future__ import annotations
 
@@ -9,38 +11,113 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "levelup"
 
-# module -> levelup modules it must not import (DESIGN.md: units/errors/elements <- data <- qm;
-# aev <- model <- train, transfer; cli and compat use only the public API)
-FORBIDDEN = {
-    "units.py": {"data", "qm", "model", "train", "cli"},
-    "errors.py": {"data", "qm", "model", "train", "cli"},
-    "elements.py": {"data", "qm", "model", "train", "cli"},
-    "data": {"qm", "model", "train", "transfer", "cli", "compat"},
-    "aev.py": {"model", "train", "transfer", "cli", "compat", "qm"},
+# Layers, lowest first: a module imports only from a lower rank or from its own folder. Folders of
+# equal rank (data and report; qm and model; train, properties and ase.py) must not import each
+# other. The ground floor may import errors.py only.
+RANK = {
+    "errors": 0,
+    "units": 1, "elements": 1, "atomicwrite": 1, "_version": 1, "progress": 1, "configload": 1,
+    "jsonvalues": 1,
+    "data": 2, "report": 2,
+    "qm": 3, "model": 3,
+    "train": 4, "properties": 4, "ase": 4,
+    "transfer": 5,
+    "study": 6,
+    "compat": 7,
+    "cli": 8,
 }
 
 
-def imported_levelup_modules(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level > 0 and node.module:
-            names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.ImportFrom) and node.level > 0:
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("levelup."):
-            names.add(node.module.split(".")[1])
-    return names
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in SRC.rglob("*.py")}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imported(path: Path) -> set[str]:
+    """levelup modules that ``path`` imports anywhere (module level or inside functions), except
+    under ``if TYPE_CHECKING:``; ``from levelup.a import b`` counts as levelup.a.b when b is a
+    module, else as levelup.a."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _is_type_checking(child):
+                continue
+            if isinstance(child, ast.ImportFrom):
+                assert child.level == 0, f"{path}: relative import (the house uses absolute ones)"
+                if (child.module or "").split(".")[0] == "levelup":
+                    for alias in child.names:
+                        name = f"{child.module}.{alias.name}"
+                        found.add(name if name in MODULES else child.module)
+            elif isinstance(child, ast.Import):
+                found.update(a.name for a in child.names if a.name.split(".")[0] == "levelup")
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in found if m in MODULES}
+
+
+GRAPH = {name: imported(path) - {name} for name, path in MODULES.items()}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "levelup"
+
+
+def test_every_module_has_a_layer():
+    unknown = sorted({layer(m) for m in MODULES} - set(RANK) - {"levelup"})
+    assert not unknown, f"new top-level modules or folders need a rank in RANK: {unknown}"
 
 
 def test_imports_flow_one_way():
-    for target, forbidden in FORBIDDEN.items():
-        where = SRC / target
-        files = [where] if where.is_file() else sorted(where.rglob("*.py"))
-        for f in files:
-            if not f.exists():
-                continue
-            bad = imported_levelup_modules(f) & forbidden
-            assert not bad, f"{f.relative_to(SRC)} imports {sorted(bad)}"
+    bad = []
+    for module, deps in GRAPH.items():
+        here = layer(module)
+        if here == "levelup":  # the lazy root may name anything
+            continue
+        for dep in deps:
+            there = layer(dep)
+            if there != here and (there == "levelup" or RANK[there] >= RANK[here]):
+                bad.append(f"{module} -> {dep}")
+    assert not bad, "imports against the layers:\n" + "\n".join(sorted(bad))
+
+
+def test_no_import_cycles():
+    """Depth-first search for a back edge over every levelup import."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(GRAPH[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(GRAPH):
+        if start not in state and (cycle := visit(start)):
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+
+
+def test_the_root_is_lazy_and_every_export_resolves():
+    code = ("import sys, levelup; assert 'torch' not in sys.modules, 'import levelup loaded torch'; "
+            "assert 'pyscf' not in sys.modules; "
+            "missing = [n for n in levelup.__all__ if getattr(levelup, n, None) is None]; "
+            "assert not missing, missing")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_no_utils_catch_all():
@@ -50,7 +127,7 @@ def test_no_utils_catch_all():
 def test_import_has_no_side_effects():
     code = (
         "import os, torch; before = torch.get_num_threads(); env = dict(os.environ);"
-        "import levelup, warnings;"
+        "import levelup, warnings; [getattr(levelup, n) for n in levelup.__all__];"
         "assert torch.get_num_threads() == before, 'threads changed';"
         "assert dict(os.environ) == env, 'environment changed'"
     )
