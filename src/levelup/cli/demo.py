@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
                           f"{Path(args.cache) / 'labels.sqlite'}")
     quiet = getattr(args, "quiet", False)
     study = bundled_study(args.seed)
-    result = run_study(study, out, cache=args.cache, progress=not quiet,
-                       log=(lambda m: None) if quiet else print)
+    result = run_study(study, out, cache=args.cache, progress=not quiet, log=print)
     print(f"H2 study (seed {args.seed}) -> {result.report}"
           + (f" (reused: {', '.join(result.reused)})" if result.reused else ""))
     print(f"{'model':32s} {'RMSE all':>9s} {'0.9-5.0':>8s} {'0.5-2.5':>8s}  kcal/mol")
