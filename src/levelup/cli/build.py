@@ -75,6 +75,7 @@ wrote keep their units and levels."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup build`` (scan, distort, read) on the CLI's subcommand parser."""
     p = sub.add_parser("build", help="build geometries: scans, distortions, files to a database",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +153,7 @@ def _structure(args: argparse.Namespace, inputs: list[str | None]) -> object:
 
 
 def run_scan(args: argparse.Namespace) -> int:
+    """``levelup build scan``: geometries along a distance, angle or dihedral -> a database file."""
     for flag, value in (("--from", args.start), ("--to", args.stop), ("--step", args.step)):
         check_number(value, flag)
     values = scan_values(args.start, args.stop, args.step)
@@ -182,6 +184,7 @@ def _check_distort(args: argparse.Namespace) -> None:
 
 
 def run_distort(args: argparse.Namespace) -> int:
+    """``levelup build distort``: random or normal-mode distortions of a structure -> a database file."""
     _check_distort(args)
     mol = _structure(args, [args.model, args.cache])
     if args.model:
@@ -201,6 +204,7 @@ def run_distort(args: argparse.Namespace) -> int:
 
 
 def run_read(args: argparse.Namespace) -> int:
+    """``levelup build read``: molecules of any format ASE reads -> a levelup database file."""
     output_file(args.output, inputs=args.files, database=True)
     for f in args.files:
         molecules_file(f)

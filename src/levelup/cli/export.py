@@ -21,6 +21,7 @@ EXAMPLE = """example:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup export`` on the CLI's subcommand parser."""
     p = sub.add_parser("export", help="write a model file as TorchScript (runs without levelup)",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export a model file as TorchScript (energies and forces from atomic numbers and coordinates)."""
     input_file(args.model, "model")
     output_file(args.output, inputs=[args.model])
     model = read_model(args.model)

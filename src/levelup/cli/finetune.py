@@ -40,6 +40,7 @@ GRADIENT_FLAGS = {"frozen_layers": "--freeze", "self_energies": "--self-energies
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup finetune`` on the CLI's subcommand parser."""
     p = sub.add_parser("finetune", help="transfer a pre-trained model to a new level",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +127,7 @@ def _recipe(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Fine-tune a pre-trained model on high-level points with the chosen recipe; write the model."""
     _check_flags(args)
     inputs = [args.model, args.database, args.validation, args.anchors]
     for path, what in zip(inputs, ("model", "database", "--validation", "--anchors"), strict=True):

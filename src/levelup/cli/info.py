@@ -31,6 +31,7 @@ EXAMPLE = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup info`` on the CLI's subcommand parser."""
     p = sub.add_parser("info", help="describe a database or model file", description=__doc__,
                        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", help="a levelup database (.h5), any file ASE reads, a levelup model "
@@ -55,6 +56,7 @@ def _kind(path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Describe a database, model file or TorchScript export without loading any code from it."""
     path = Path(args.path)
     kind = _kind(path)
     if kind == "model":

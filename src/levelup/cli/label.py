@@ -29,6 +29,7 @@ label, 3 when some failed (their values are NaN; the summary says why)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup label`` on the CLI's subcommand parser."""
     p = sub.add_parser("label", help="compute quantum-chemistry labels with PySCF",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +101,7 @@ def _check_existing(db, name: str, level: str, mode: str, settings: LabelSetting
 
 
 def run(args: argparse.Namespace) -> int:
+    """Label a database at a level of theory with PySCF (cached, resumable); write the result."""
     _check_flags(args)
     cache = None if args.no_cache or not args.cache else args.cache
     output_file(args.output, inputs=[args.input, cache], database=True)

@@ -24,6 +24,7 @@ EXAMPLE = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup predict`` on the CLI's subcommand parser."""
     p = sub.add_parser("predict", help="predict energies (and forces) with a model file",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,6 +50,7 @@ def _written_names(args: argparse.Namespace, ensemble: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Predict energies (and forces; an ensemble's spread too) for a database; write them as properties."""
     output_file(args.output, inputs=[args.model, args.input], database=True)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1 molecule; got {args.batch_size}")

@@ -20,6 +20,7 @@ EXAMPLE = """examples:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup pretrained`` on the CLI's subcommand parser."""
     p = sub.add_parser("pretrained", help="get a published ANI model (ANI-1x) as a levelup model file",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert a published ANI ensemble (ANI-1x, fetched once into the cache) into a levelup model file."""
     progress = not getattr(args, "quiet", False)
     model = MODELS[args.name]
     if args.download_only:

@@ -48,6 +48,7 @@ a small study file:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup run`` on the CLI's subcommand parser."""
     p = sub.add_parser("run", help="run a whole study from a TOML file (reusing what is done)",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,6 +87,7 @@ def check_study(study, out: str | None, cache: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check (``--check``) or run a study file with its step cache; print where the report is."""
     from levelup.study.reader import read_study
 
     study = read_study(input_file(args.study, "study file"))

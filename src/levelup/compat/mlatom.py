@@ -57,6 +57,7 @@ class molecule:  # noqa: N801 - MLatom's name
 
     @property
     def atomic_numbers(self) -> np.ndarray:
+        """(atoms,) atomic numbers, as MLatom's ``molecule.atomic_numbers``."""
         return self.native.species
 
     def __getattr__(self, name: str) -> Any:
@@ -80,6 +81,7 @@ class molecular_database:  # noqa: N801 - MLatom's name
     @classmethod
     def from_numpy(cls, coordinates: np.ndarray, species: np.ndarray, **kwargs: Any
                    ) -> molecular_database:
+        """A database from (molecules, atoms, 3) coordinates in Angstrom and (molecules, atoms) species."""
         return cls(Database.from_numpy(coordinates=coordinates, species=species, **kwargs))
 
     def _db(self) -> Database:
@@ -106,23 +108,29 @@ class molecular_database:  # noqa: N801 - MLatom's name
         return self._db().coordinates
 
     def add_scalar_properties(self, scalars: Any, property_name: str = "y") -> None:
+        """Store one number per molecule (energies in Hartree) under ``property_name``."""
         self._db().set(property_name, np.asarray(scalars, dtype=float))
 
     def get_properties(self, property_name: str = "y") -> np.ndarray:
+        """(molecules,) the numbers stored under ``property_name`` (Hartree for energies)."""
         return np.array(self._db().get(property_name))
 
     def add_xyz_derivative_properties(self, derivatives: Any,
                                       property_name: str = "xyz_derivatives") -> None:
+        """Store (molecules, atoms, 3) derivatives (Hartree/Angstrom) under ``property_name``."""
         self._db().set(property_name, np.asarray(derivatives, dtype=float))
 
     def get_xyz_derivative_properties(self, property_name: str = "xyz_derivatives") -> np.ndarray:
+        """(molecules, atoms, 3) derivatives stored under ``property_name`` (Hartree/Angstrom)."""
         return np.array(self._db().get(property_name))
 
     def copy(self) -> molecular_database:
+        """An independent copy of the database."""
         return molecular_database(self._db().copy())
 
 
 class data:  # noqa: N801 - MLatom exposes its classes under ml.data too
+    """MLatom's ``ml.data`` namespace: the molecule and database classes."""
     molecule = molecule
     molecular_database = molecular_database
 
@@ -291,5 +299,6 @@ class ani:  # noqa: N801 - MLatom's name
 
 
 class models:  # noqa: N801 - MLatom's namespace
+    """MLatom's ``ml.models`` namespace: the ``ani`` model."""
     methods = _Methods
     ani = ani

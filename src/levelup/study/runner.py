@@ -51,6 +51,7 @@ class StudyResult:
 
     @property
     def report(self) -> Path:
+        """The run folder's report.md."""
         return self.folder / "report.md"
 
     @property
