@@ -78,7 +78,7 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
     path = MODELS / f"{name}_seed{seed}_{kind}.pt"
     seconds = 0.0
     if BY_NAME[name].pretrained == "ani-1x" and kind == "default":
-        model = levelup.model.published.catalog("ani-1x", progress=False).members[seed]
+        model = levelup.pretrained("ani-1x", progress=False).members[seed]
     elif path.exists():
         model = levelup.load_model(path)
     else:

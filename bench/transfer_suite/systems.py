@@ -41,7 +41,7 @@ class System:
         low: low level of theory ("method/basis"), energies only.
         high: high level of theory, energies of every geometry.
         pretrained: "low" (pre-train on the low level's labels) or "ani-1x"
-            (``levelup.model.published.catalog("ani-1x")``; the low level is then only for delta baselines).
+            (``levelup.pretrained("ani-1x")``; the low level is then only for delta baselines).
         n_geometries: geometries labelled at both levels.
         n_forces: the first ``n_forces`` geometries also get analytic high-level forces
             (Hartree/Angstrom); the others hold NaN forces.

@@ -6,7 +6,7 @@ output layers refitted by one linear solve, with the strengths of a force anchor
 ``--anchors``, a smoothness prior and a ridge chosen by k-fold cross-validation over the
 molecules of DATABASE (and ``--validation``); it prints what it chose and the cross-validated
 error. ``--forces PROP`` fits high-level forces too. ``--recipe anchored|force-anchor|plain|
-mlatom`` runs a gradient recipe (:class:`levelup.transfer.recipe.TransferRecipe`) instead, whose fields
+mlatom`` runs a gradient recipe (:class:`levelup.transfer.gradient.TransferRecipe`) instead, whose fields
 ``--freeze``, ``--lr`` and the other flags change one to one. The transferred model is written to
 OUT; MODEL is left as it is.
 """

@@ -192,7 +192,7 @@ def _check(args: argparse.Namespace, inputs: list[str | None]) -> None:
 
 
 def _save(fig: Any, output: str, dpi: float) -> list[Path]:
-    from levelup.report.plots import save_figure
+    from levelup.report.figure import save_figure
 
     return save_figure(fig, Path(output), _formats(output), dpi=dpi)
 
@@ -317,7 +317,7 @@ def _read_history(path: str) -> dict[str, Any]:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    from levelup.report.plots import learning_curves
+    from levelup.report.learning import learning_curves
 
     _check(args, args.histories)
     labels = args.labels or [Path(p).name.removesuffix(".json") for p in args.histories]

@@ -72,6 +72,7 @@ def _predictions(run: Any, db: Database) -> dict[str, np.ndarray]:
 def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
     from levelup.report import markdown as report
     from levelup.report import plots as plot
+    from levelup.report.learning import learning_curves
     from levelup.report.metrics import region_stats
 
     study = run.study
@@ -112,7 +113,7 @@ def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -
         figures["parity"] = plot.parity(high_e[known], {k: v[known] for k, v in tuned.items()},
                                         reference_label=high)
     if "learning_curves" in plots:  # the kernel delta has no history
-        figures["learning_curves"] = plot.learning_curves(_histories(run, predictions))
+        figures["learning_curves"] = learning_curves(_histories(run, predictions))
 
     described = {name: (f"all {len(db)} geometries" if not (math.isfinite(lo) or math.isfinite(hi))
                         else f"{lo:g} <= {xlabel or 'coordinate'} <= {hi:g}")
