@@ -44,8 +44,9 @@ from results import write_section  # noqa: E402
 from levelup.data import Database  # noqa: E402
 from levelup.model.ani import ANIModel  # noqa: E402
 from levelup.qm import label  # noqa: E402
+from levelup.report.figure import save_figure  # noqa: E402
+from levelup.report.learning import data_efficiency  # noqa: E402
 from levelup.report.metrics import region_stats  # noqa: E402
-from levelup.report.plots import data_efficiency, save_figure  # noqa: E402
 from levelup.study.tutorial import HIGH, LOW, h2_scan, tutorial_split  # noqa: E402
 from levelup.train.loop import TrainConfig, fit  # noqa: E402
 from levelup.transfer.delta import fit_delta  # noqa: E402

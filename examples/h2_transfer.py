@@ -28,6 +28,7 @@ import torch
 
 import levelup
 from levelup.report import plots as plot
+from levelup.report.learning import learning_curves
 from levelup.report.markdown import write_run_folder
 from levelup.report.metrics import region_stats
 from levelup.transfer.kerneldelta import fit_kernel_delta
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         "errors": plot.error_curves(r, {name: e - cisd for name, e in at_cisd.items()},
                                     regions={"no training point": (0.5, 0.9)}),
         "parity": plot.parity(cisd, at_cisd, reference_label=HIGH),
-        "learning_curves": plot.learning_curves({"pre-training (HF)": history_hf,
+        "learning_curves": learning_curves({"pre-training (HF)": history_hf,
                                                  "scratch": history_scratch}),
     }
     write_run_folder(out, title="H2: transfer learning from HF/STO-3G to CISD/cc-pVDZ",

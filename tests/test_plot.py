@@ -10,14 +10,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from levelup.errors import ConfigError, DataError
-from levelup.report.plots import (
-    data_efficiency,
-    energy_curves,
-    error_curves,
-    learning_curves,
-    parity,
-    save_figure,
-)
+from levelup.report.figure import save_figure
+from levelup.report.learning import data_efficiency, learning_curves
+from levelup.report.plots import energy_curves, error_curves, parity
 from levelup.units import HARTREE_TO_KCALMOL
 
 K = HARTREE_TO_KCALMOL
@@ -249,7 +244,9 @@ def test_plot_and_report_never_import_pyplot(tmp_path):
 
     code = (
         "import sys, numpy as np\n"
-        "from levelup.report.plots import energy_curves, parity, save_figure\n"
+        "from levelup.report.figure import save_figure\n"
+        "from levelup.report.learning import learning_curves\n"
+        "from levelup.report.plots import energy_curves, parity\n"
         "from levelup.report.markdown import write_run_folder\n"
         "r = np.linspace(0.5, 5, 20)\n"
         "f = energy_curves(r, {'a': -1 + 0.1 * r})\n"

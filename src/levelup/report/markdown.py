@@ -26,7 +26,8 @@ import numpy as np
 
 from levelup.atomicwrite import write_text_atomic
 from levelup.errors import ConfigError, DataError
-from levelup.report.plots import save_figure
+from levelup.jsonvalues import json_ready
+from levelup.report.figure import save_figure
 from levelup.units import HARTREE_TO_KCALMOL
 
 if TYPE_CHECKING:
@@ -127,26 +128,6 @@ def rmse_table_markdown(stats: StatsByModel, *, references: Mapping[str, str] | 
     return "\n".join(lines) + "\n"
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` with numpy types made plain and NaN/inf made null (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, (str, type(None))):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise DataError(f"cannot write {type(value).__name__} to metrics.json: {value!r}")
-
-
 def _extra_markdown(extra: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     tables: list[str] = []
@@ -157,7 +138,7 @@ def _extra_markdown(extra: Mapping[str, Any]) -> list[str]:
             tables += [f"| {_cell(k)} | {_number(v) if not isinstance(v, str) else _cell(v)} |"
                        for k, v in value.items()]
         else:
-            lines.append(f"- {key}: {_cell(json.dumps(_jsonable(value)))}")
+            lines.append(f"- {key}: {_cell(json.dumps(json_ready(value)))}")
     return lines + tables
 
 
@@ -196,8 +177,34 @@ def write_run_folder(
         "models": flat_metrics(metrics), "references", "regions", "details": metrics, **extra}``
         (NaN written as null).
     """
-    folder = Path(folder)
-    extra = dict(extra or {})
+    folder, extra = Path(folder), dict(extra or {})
+    _check_run_folder_inputs(extra, figures, formats)
+    document = {"title": title, "units": "kcal/mol", "models": flat_metrics(metrics),
+                "references": dict(references or {}), "regions": dict(regions or {}),
+                "details": metrics, **extra}
+    # made before anything is written, so that bad input leaves the folder as it was
+    metrics_json = json.dumps(json_ready(document, where="metrics.json"), indent=1,
+                              allow_nan=False, ensure_ascii=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: save_figure(fig, folder / name, formats) for name, fig in figures.items()}
+    write_text_atomic(folder / "metrics.json", metrics_json + "\n")
+    md = [f"# {title}", ""] + ([intro.strip(), ""] if intro else [])
+    md += _accuracy_markdown(metrics, references, regions)
+    md += _figures_markdown(files, captions)
+    if extra:
+        md += ["## Run", ""] + _extra_markdown(extra) + [""]
+    if notes:
+        md += ["## Notes", ""] + [f"- {n.strip()}" for n in notes] + [""]
+    md += ["All numbers: [metrics.json](metrics.json).", ""]
+    report = folder / "report.md"
+    write_text_atomic(report, "\n".join(md))
+    return report
+
+
+def _check_run_folder_inputs(extra: Mapping[str, Any], figures: Mapping[str, Any],
+                             formats: Sequence[str]) -> None:
+    """ConfigError for a reserved key in ``extra``, a figure name unfit for a file name, or no
+    format."""
     clash = sorted(set(extra) & set(RESERVED_KEYS))
     if clash:
         raise ConfigError(f"extra may not set {clash}: metrics.json reserves {list(RESERVED_KEYS)}")
@@ -208,48 +215,30 @@ def write_run_folder(
     if not formats:
         raise ConfigError("formats must name at least one figure format, e.g. ('png', 'svg')")
 
-    document = {
-        "title": title,
-        "units": "kcal/mol",
-        "models": flat_metrics(metrics),
-        "references": dict(references or {}),
-        "regions": dict(regions or {}),
-        "details": metrics,
-        **extra,
-    }
-    # made before anything is written, so that bad input leaves the folder as it was
-    metrics_json = json.dumps(_jsonable(document), indent=1, allow_nan=False, ensure_ascii=False)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    files: dict[str, list[Path]] = {}
-    for name, fig in figures.items():
-        files[name] = save_figure(fig, folder / name, formats)
-    write_text_atomic(folder / "metrics.json", metrics_json + "\n")
-
-    md = [f"# {title}", ""]
-    if intro:
-        md += [intro.strip(), ""]
-    md += ["## Accuracy", "",
-           "Errors are predicted minus reference energies in kcal/mol (1 Hartree = "
-           f"{HARTREE_TO_KCALMOL} kcal/mol): root-mean-square (RMSE), mean absolute (MAE), "
-           "largest absolute (max abs. error) and mean signed error over the n points of each region.",
-           "", "RMSE (kcal/mol) by region:", "", rmse_table_markdown(metrics, references=references)]
+def _accuracy_markdown(metrics: StatsByModel, references: Mapping[str, str] | None,
+                       regions: Mapping[str, str] | None) -> list[str]:
+    """The report's accuracy section: the RMSE table, then one table per region."""
+    md = ["## Accuracy", "",
+          "Errors are predicted minus reference energies in kcal/mol (1 Hartree = "
+          f"{HARTREE_TO_KCALMOL} kcal/mol): root-mean-square (RMSE), mean absolute (MAE), "
+          "largest absolute (max abs. error) and mean signed error over the n points of each region.",
+          "", "RMSE (kcal/mol) by region:", "", rmse_table_markdown(metrics, references=references)]
     for region in _regions_of(metrics):
         described = (regions or {}).get(region)
         md += [f"### Region `{region}`" + (f": {described}" if described else ""), "",
                metrics_table_markdown(metrics, region, references=references)]
-    if figures:
-        md += ["## Figures", ""]
-        for name, paths in files.items():
-            links = ", ".join(f"[{p.suffix[1:].upper()}]({p.name})" for p in paths)
-            caption = (captions or {}).get(name, "")
-            md += [f"![{name}]({paths[0].name})", "",
-                   (f"*{caption.strip()}* " if caption else "") + f"({links})", ""]
-    if extra:
-        md += ["## Run", ""] + _extra_markdown(extra) + [""]
-    if notes:
-        md += ["## Notes", ""] + [f"- {n.strip()}" for n in notes] + [""]
-    md += ["All numbers: [metrics.json](metrics.json).", ""]
-    report = folder / "report.md"
-    write_text_atomic(report, "\n".join(md))
-    return report
+    return md
+
+
+def _figures_markdown(files: Mapping[str, list[Path]], captions: Mapping[str, str] | None
+                      ) -> list[str]:
+    """The report's figures section: each figure embedded (its first format), with links to
+    every format and its caption; nothing without figures."""
+    md = ["## Figures", ""] if files else []
+    for name, paths in files.items():
+        links = ", ".join(f"[{p.suffix[1:].upper()}]({p.name})" for p in paths)
+        caption = (captions or {}).get(name, "")
+        md += [f"![{name}]({paths[0].name})", "",
+               (f"*{caption.strip()}* " if caption else "") + f"({links})", ""]
+    return md

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,28 +30,12 @@ import numpy as np
 
 from levelup.atomicwrite import write_text_atomic
 from levelup.errors import ModelFileError
+from levelup.jsonvalues import json_ready
 
 #: Version of this cache's layout and of what the keys cover; a change invalidates every key.
 CACHE_VERSION = 1
 MANIFEST = "manifest.json"
 FORMAT = "levelup-study-run"
-
-
-def _canonical(value: Any) -> Any:
-    """``value`` as plain JSON types (tuples as lists, paths as strings, NaN/inf as strings)."""
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return _canonical(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"cannot hash a {type(value).__name__} into a step key: {value!r}")
 
 
 def content_key(parts: Mapping[str, Any]) -> str:
@@ -67,7 +50,8 @@ def content_key(parts: Mapping[str, Any]) -> str:
             digest.update(f"array:{arr.dtype.str}:{arr.shape}:".encode())
             digest.update(arr.tobytes())
         else:
-            digest.update(json.dumps(_canonical(value), sort_keys=True).encode())
+            plain = json_ready(value, nonfinite="text", where="a step key")
+            digest.update(json.dumps(plain, sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -133,7 +117,8 @@ class StepCache:
         self.manifest["steps"][step] = dict(entry)
         self.manifest["levelup_version"] = __version__
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.folder / MANIFEST, json.dumps(_canonical(self.manifest), indent=1)
+        plain = json_ready(self.manifest, nonfinite="text", where=MANIFEST)
+        write_text_atomic(self.folder / MANIFEST, json.dumps(plain, indent=1, sort_keys=True)
                           + "\n")
 
     def entry(self, step: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from levelup.atomicwrite import write_text_atomic
+from levelup.jsonvalues import json_ready
 
 
 @dataclass
@@ -63,9 +64,8 @@ class History:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON (atomically); NaN is written as null."""
-        clean = {k: ([None if isinstance(x, float) and math.isnan(x) else x for x in v]
-                     if isinstance(v, list) else v) for k, v in self.to_dict().items()}
-        write_text_atomic(path, json.dumps({"units": "kcal/mol", **clean}, indent=1) + "\n")
+        clean = json_ready({"units": "kcal/mol", **self.to_dict()}, where=os.fspath(path))
+        write_text_atomic(path, json.dumps(clean, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> History:
