@@ -2,7 +2,8 @@
 
 Runs MLatom's transfer-learning tutorial unchanged but for the import. Every call maps onto the
 native API (``levelup.Database``, ``levelup.label``, ``levelup.ANIModel``, ``levelup.fit``, the
-functions of ``levelup.transfer.surgery``); nothing here decides anything of its own.
+functions of ``levelup.transfer.surgery`` and ``levelup.transfer.selfenergies``); nothing here
+decides anything of its own.
 
 Mapping:
 
