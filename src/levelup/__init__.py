@@ -67,7 +67,9 @@ _EXPORTS = {
     "set_self_energies": "levelup.transfer.selfenergies",
     "unfreeze": "levelup.transfer.surgery",
 }
-_SUBPACKAGES = ("cli", "compat", "data", "model", "qm", "report", "study", "train", "transfer")
+# folders and modules reachable as attributes (levelup.qm, levelup.ase, ...)
+_SUBPACKAGES = ("ase", "cli", "compat", "data", "model", "properties", "qm", "report", "study", "train",
+                "transfer")
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
