@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from pyscf import cc, ci, dft, fci, gto, mp, scf
 
-from levelup.qm.calculators import Job, _minao_projection_basis, compute, initial_guess
-from levelup.qm.executors import limited_threads
+from levelup.qm.calculators import Job, compute
 from levelup.qm.levels import parse_level
+from levelup.qm.scf import initial_guess, minao_projection_basis
+from levelup.qm.serial import limited_threads
 from levelup.qm.settings import LabelSettings
 
 WATER = ((8, 1, 1), np.array([[0.0, 0.0, 0.0], [0.0, 0.757, 0.587], [0.0, -0.757, 0.587]]), 0, 1)
@@ -93,7 +94,7 @@ def test_open_shell_gets_uhf_and_rhf_is_restricted():
 def test_initial_guess_equals_pyscfs_default():
     for system in (WATER, HYDROXYL):
         mol = plain_mole(system, "cc-pvdz")
-        minao = _minao_projection_basis(mol)
+        minao = minao_projection_basis(mol)
         for cls in (scf.RHF, scf.UHF, scf.ROHF, dft.RKS, dft.UKS):
             mf = cls(mol)
             mine = np.asarray(initial_guess(mf, minao))

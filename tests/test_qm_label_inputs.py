@@ -14,7 +14,8 @@ from levelup.cli.main import main
 from levelup.data.validate import check_electrons, electron_problem
 from levelup.errors import DataError
 from levelup.qm import label, label_with_report
-from levelup.qm.executors import SerialExecutor, available_cores, make_executor
+from levelup.qm.executors import make_executor
+from levelup.qm.serial import SerialExecutor, available_cores
 from levelup.study.tutorial import h2_scan
 
 

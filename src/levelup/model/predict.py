@@ -141,9 +141,9 @@ def predict_database(
     hess_out = np.zeros((n, 3 * width, 3 * width)) if hessians else None
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from levelup.progress import progress_bar
 
-        bar = tqdm(total=n, desc="predict", unit="mol")
+        bar = progress_bar(total=n, desc="predict", unit="mol")
     for size, rows in _size_batches(np.asarray(db.n_atoms), batch_size):
         species = species_idx_all[rows, :size].to(dev)
         xyz = torch.as_tensor(db.coordinates[rows, :size], dtype=torch.float64, device=dev)

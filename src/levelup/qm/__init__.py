@@ -3,9 +3,11 @@ and Dask executors. The only package that knows Bohr."""
 
 from levelup.qm.atoms import atom_energies, ground_state_multiplicity
 from levelup.qm.cache import LabelCache, default_cache_path
-from levelup.qm.executors import DaskExecutor, ProcessExecutor, SerialExecutor
+from levelup.qm.daskexecutor import DaskExecutor
 from levelup.qm.label import LabelReport, LabelWarning, label, label_with_report
 from levelup.qm.levels import Level, parse_level
+from levelup.qm.pool import ProcessExecutor
+from levelup.qm.serial import SerialExecutor
 from levelup.qm.settings import LabelSettings
 
 __all__ = [

@@ -8,9 +8,11 @@ after retries) gets NaN, its reason is reported at the end, and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +22,9 @@ from levelup.data import Database
 from levelup.data.validate import check_electrons
 from levelup.errors import DataError
 from levelup.qm.cache import open_cache
-from levelup.qm.executors import cap_workers
 from levelup.qm.levels import Level, check_level, forces_mode, parse_level
 from levelup.qm.run import Run
+from levelup.qm.serial import cap_workers
 from levelup.qm.settings import LabelSettings
 from levelup.units import ENERGY, FORCE
 
@@ -130,7 +132,7 @@ def label_with_report(db: Database, level: str | Level, *, forces: bool | str = 
         cache: label cache file (default: the shared user cache, see
             :func:`levelup.qm.cache.default_cache_path`), a :class:`LabelCache`, or False for
             none.
-        executor: a :class:`levelup.qm.executors.Executor` (e.g. a reused ``ProcessExecutor``)
+        executor: a :class:`levelup.qm.serial.Executor` (e.g. a reused ``ProcessExecutor``)
             or a ``dask.distributed.Client``; overrides ``workers``.
         name: property name for the energies (default: the level, "CISD/cc-pVDZ"); forces go to
             ``forces/<name>``.
@@ -146,6 +148,28 @@ def label_with_report(db: Database, level: str | Level, *, forces: bool | str = 
             lacking an element, or forces a method cannot give.
     """
     start, since = time.perf_counter(), time.time()
+    work, lvl, mode, settings, rows = _checked(db, level, forces, settings, charge, multiplicity)
+    prop = name or lvl.name
+    energies = np.full(len(work), math.nan)
+    forces_out = np.full((len(work), work.max_atoms, 3), math.nan) if mode != "none" else None
+    todo = _reuse_existing(work, prop, lvl, mode, settings, energies, forces_out)
+    with _opened(cache) as store, contextlib.closing(
+            Run(work, lvl, mode, settings, rows, store, energies, forces_out, executor,
+                cap_workers(workers), threads, progress)) as run:
+        run.label(todo, since)
+    out = _with_labels(work, prop, lvl, mode, settings, run, energies, forces_out)
+    report = LabelReport(level=lvl.name, name=prop, total=len(work),
+                         reused=len(work) - int(todo.sum()), cached=run.cached,
+                         computed=run.computed, waited=run.waited, failures=run.failures,
+                         retried=run.retried, seconds=time.perf_counter() - start)
+    return out, report
+
+
+def _checked(db: Database, level: str | Level, forces: bool | str,
+             settings: LabelSettings | None, charge: int | None, multiplicity: int | None
+             ) -> tuple[Database, Level, str, LabelSettings, list[tuple[int, ...]]]:
+    """(molecules with the overrides applied, level, forces mode, settings, each molecule's
+    atomic numbers), after every check that can fail before a calculation."""
     if len(db) == 0:
         raise DataError("the database given has no molecules: nothing to label; give a file or "
                         "database with at least one molecule")
@@ -153,36 +177,35 @@ def label_with_report(db: Database, level: str | Level, *, forces: bool | str = 
     mode = forces_mode(forces)
     settings = settings or LabelSettings()
     work = _with_overrides(db, charge, multiplicity)
-    n = len(work)
-    species_rows = [tuple(int(z) for z in work.species[i, : work.n_atoms[i]]) for i in range(n)]
+    rows = [tuple(int(z) for z in work.species[i, : work.n_atoms[i]]) for i in range(len(work))]
     systems = {(s, int(q), int(m)) for s, q, m in
-               zip(species_rows, work.charges, work.multiplicities, strict=True)}
+               zip(rows, work.charges, work.multiplicities, strict=True)}
     check_level(lvl, work.elements, forces=mode, max_determinants=settings.fci_max_determinants,
                 systems=systems if lvl.family == "fci" else ())
-    prop = name or lvl.name
-    energies = np.full(n, math.nan)
-    forces_out = np.full((n, work.max_atoms, 3), math.nan) if mode != "none" else None
-    todo = _reuse_existing(work, prop, lvl, mode, settings, energies, forces_out)
+    return work, lvl, mode, settings, rows
+
+
+@contextlib.contextmanager
+def _opened(cache: Any) -> Iterator[Any]:
+    """The label store of ``cache`` (see :func:`open_cache`), closed after if opened here."""
     store, own_cache = open_cache(cache)
-    run = Run(work, lvl, mode, settings, species_rows, store, energies, forces_out, executor,
-               cap_workers(workers), threads, progress)
     try:
-        run.label(todo, since)
+        yield store
     finally:
-        run.close()
         if own_cache:
             store.close()
 
+
+def _with_labels(work: Database, prop: str, lvl: Level, mode: str, settings: LabelSettings,
+                 run: Run, energies: np.ndarray, forces_out: np.ndarray | None) -> Database:
+    """A copy of ``work`` with the energies (molecules,) Hartree and forces (molecules, atoms,
+    3) Hartree/Angstrom, stored with their level and how they were computed."""
     out = work.copy()
     spec = _spec(lvl, mode, settings, run.programs, len(run.failures))
     out.set(prop, energies, unit=ENERGY, level=lvl.name, spec=spec)
     if forces_out is not None:
         out.set(f"forces/{prop}", forces_out, unit=FORCE, level=lvl.name, spec=spec)
-    report = LabelReport(level=lvl.name, name=prop, total=n, reused=n - int(todo.sum()),
-                         cached=run.cached, computed=run.computed, waited=run.waited,
-                         failures=run.failures, retried=run.retried,
-                         seconds=time.perf_counter() - start)
-    return out, report
+    return out
 
 
 def _with_overrides(db: Database, charge: int | None, multiplicity: int | None) -> Database:

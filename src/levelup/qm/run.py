@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from levelup.data import Database
+from levelup.progress import progress_bar
 from levelup.qm import claims as claims_module
 from levelup.qm.cache import LabelCache, label_key
 from levelup.qm.calculators import Job, Outcome
@@ -60,11 +61,9 @@ class Run:
         self.cached += self.use_cached(pending)
         if not pending:
             return
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=len(self.work), initial=len(self.work) - _count(pending),
-                        desc=self.lvl.name, unit="mol", disable=not self.progress,
-                        dynamic_ncols=True, smoothing=0.05)
+        self.bar = progress_bar(total=len(self.work), initial=len(self.work) - _count(pending),
+                                desc=self.lvl.name, unit="mol", enabled=self.progress,
+                                smoothing=0.05)
         with Claims(self.store.path) as claims:
             others = claims.claim(pending)
             mine = {k: v for k, v in pending.items() if k not in others}
