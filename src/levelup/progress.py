@@ -6,7 +6,8 @@ fragments, so the bar writes one plain line at most every ``interval`` seconds, 
 when it closes.
 
 Bars are off when the caller passes ``enabled=False`` (the CLI's ``-q``) or when the
-``levelup`` logger has been set above INFO (``logging.getLogger("levelup").setLevel(...)``).
+``levelup`` logger has been set above WARNING (``logging.getLogger("levelup").setLevel("ERROR")``
+silences levelup, bars included).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def progress_bar(*, total: int, desc: str, unit: str, enabled: bool = True, init
 
     Use it as tqdm's (``update``, ``set_postfix_str``, ``set_description``, ``close``). Off
     (every call a no-op) when ``enabled`` is False or the ``levelup`` logger's own level is above
-    INFO; off a terminal, one line per ``interval`` seconds instead of in-place redraws.
+    WARNING; off a terminal, one line per ``interval`` seconds instead of in-place redraws.
     """
     import warnings
 
@@ -62,7 +63,7 @@ def progress_bar(*, total: int, desc: str, unit: str, enabled: bool = True, init
         from tqdm.autonotebook import tqdm as notebook_or_tqdm
 
     level = logging.getLogger("levelup").level
-    disable = not enabled or level > logging.INFO
+    disable = not enabled or level > logging.WARNING
     stream = sys.stderr
     if notebook_or_tqdm is not tqdm:  # in Jupyter: tqdm's widget
         return notebook_or_tqdm(total=total, initial=initial, desc=desc, unit=unit,

@@ -6,6 +6,10 @@ interrupted, by Ctrl-C (SIGINT) or by SIGTERM: while :func:`main` runs, SIGTERM 
 KeyboardInterrupt as Ctrl-C does, so the same cleanup runs (``levelup train`` writes the best
 model so far) and the same line ``levelup: interrupted ...`` is printed; 141 stdout was closed
 early (``levelup info db.h5 | head``): levelup stops quietly, as tools killed by SIGPIPE do.
+
+Messages: the library logs through the ``levelup`` logger, which :func:`main` sends to stderr
+(warnings by default, ``-v`` adds what levelup is doing, ``-vv`` details); ``-q`` turns the
+progress bars off.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import pkgutil
 import select
@@ -41,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"levelup {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on "
                         "errors")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (warnings "
+                        "and errors still show)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more messages on "
+                        "stderr: -v what levelup is doing (INFO), -vv details (DEBUG)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     package = importlib.import_module(__package__)
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
@@ -94,6 +101,24 @@ def _silence_stdout() -> None:
         pass
 
 
+@contextlib.contextmanager
+def log_to_stderr(verbose: int) -> Iterator[None]:
+    """Inside, the ``levelup`` logger (and its per-module children) writes its messages to
+    stderr, one line each, from WARNING up (``verbose`` 0, also under ``-q``), INFO (1, ``-v``)
+    or DEBUG (2 or more, ``-vv``); the logger's previous level is restored after."""
+    logger = logging.getLogger("levelup")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    before = logger.level
+    logger.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -101,7 +126,8 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with log_to_stderr(args.verbose):
+            return int(args.func(args) or 0)
     except (LevelupError, OSError) as exc:
         if args.traceback or (isinstance(exc, BrokenPipeError) and _stdout_broken()):
             raise
