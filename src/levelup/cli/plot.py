@@ -70,6 +70,7 @@ def _x_option(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``levelup plot`` (curves, errors, parity, history) on the CLI's subcommand parser."""
     p = sub.add_parser("plot", help="plot energy curves, errors, parity or training histories",
                        description=__doc__, epilog=EXAMPLES["plot"],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -221,6 +222,7 @@ def _split_pair(text: str, option: str, form: str) -> tuple[str, str]:
 
 
 def run_curves(args: argparse.Namespace) -> int:
+    """``levelup plot curves``: energies of models and references along a coordinate."""
     from levelup.report.plots import energy_curves
 
     _check(args, [args.database, *(_points_file(item) for item in args.points)])
@@ -264,6 +266,7 @@ def _print_stats(reference: np.ndarray, predicted: dict[str, np.ndarray], name: 
 
 
 def run_errors(args: argparse.Namespace) -> int:
+    """``levelup plot errors``: each model's error against a reference along a coordinate."""
     from levelup.report.plots import error_curves
 
     _check(args, [args.database])
@@ -287,6 +290,7 @@ def run_errors(args: argparse.Namespace) -> int:
 
 
 def run_parity(args: argparse.Namespace) -> int:
+    """``levelup plot parity``: predicted against reference energies."""
     from levelup.report.plots import parity
 
     _check(args, [args.database])
@@ -317,6 +321,7 @@ def _read_history(path: str) -> dict[str, Any]:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    """``levelup plot history``: learning curves from training histories."""
     from levelup.report.learning import learning_curves
 
     _check(args, args.histories)

@@ -144,7 +144,7 @@ def _notes(run: Any) -> list[str]:
     notes = [f"pre-trained: the ANI model trained on {low} of every geometry "
              f"({run.history('pretrained').best_epoch} epochs to its best validation)."]
     if "transfer" in study.compare:
-        notes.append(f"transfer: the pre-trained model transferred with levelup.transfer.recipe "
+        notes.append(f"transfer: the pre-trained model transferred with levelup.finetune "
                      f"({type(study.transfer).__name__}: {recipe}; anchors on "
                      f"{'every geometry' if study.anchors == 'all' else 'the high-level points'}).")
         choice = run.linear_choice("transfer")

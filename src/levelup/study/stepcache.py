@@ -79,6 +79,7 @@ class StepCache:
         return self.models / f"{step}-{key[:16]}.pt"
 
     def history_file(self, step: str, key: str) -> Path:
+        """The JSON file of step ``step``'s training history (or linear choice) under ``key``."""
         return self.models / f"{step}-{key[:16]}.history.json"
 
     def find(self, step: str, key: str) -> dict[str, Any] | None:
