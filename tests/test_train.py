@@ -20,7 +20,7 @@ from levelup.model.ani import ANIModel
 from levelup.train.batching import CachedEnergies, trainable_split
 from levelup.train.history import History
 from levelup.train.loop import TrainConfig, fit, torchani_groups
-from levelup.train.optim import FlatAdamW, Plateau
+from levelup.train.optim import AveragedAdamW, plateau
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -162,16 +162,18 @@ def test_config_from_toml(tmp_path):
 # ------------------------------------------------------------------------ optimizer
 
 
-@pytest.mark.parametrize("bias_lr", [1e-2, 3e-3])  # one rate (fused kernel) or several
-def test_flat_adamw_is_torch_adamw(bias_lr):
+@pytest.mark.parametrize("fused", [None, False])  # torch's fused kernel, or "foreach"
+@pytest.mark.parametrize("bias_lr", [1e-2, 3e-3])  # one rate or several
+def test_averaged_adamw_is_torch_adamw(bias_lr, fused):
     torch.manual_seed(0)
     nets = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.CELU(0.1), torch.nn.Linear(7, 1))
             for _ in range(2)]
     nets[1].load_state_dict(nets[0].state_dict())
     mine, ref = nets
     x = torch.randn(11, 5)
-    flat = FlatAdamW([([mine[0].weight, mine[2].weight], 1e-2, 0.01),
-                      ([mine[0].bias], 1e-2, 0.0), ([mine[2].bias], bias_lr, 0.0)])
+    flat = AveragedAdamW([([mine[0].weight, mine[2].weight], 1e-2, 0.01),
+                          ([mine[0].bias], 1e-2, 0.0), ([mine[2].bias], bias_lr, 0.0)],
+                         fused=fused)
     torch_opt = torch.optim.AdamW([{"params": [ref[0].weight, ref[2].weight]},
                                    {"params": [ref[0].bias], "weight_decay": 0.0},
                                    {"params": [ref[2].bias], "weight_decay": 0.0, "lr": bias_lr}],
@@ -190,7 +192,7 @@ def test_flat_adamw_is_torch_adamw(bias_lr):
     for a, b in zip(mine.parameters(), ref.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
     flat.release()
-    assert mine[0].weight.data_ptr() != flat.flat.data_ptr() and mine[0].weight.grad is None
+    assert all(p.grad is None for p in mine.parameters())
 
 
 def test_handwritten_gradients_equal_autograd():
@@ -225,7 +227,7 @@ def test_handwritten_gradients_equal_autograd():
 
 def test_moving_average():
     p = torch.nn.Parameter(torch.zeros(2))
-    opt = FlatAdamW([([p], 0.1, 0.0)], ema_decay=0.5)
+    opt = AveragedAdamW([([p], 0.1, 0.0)], ema_decay=0.5)
     values = []
     for _ in range(3):
         p.grad.fill_(-1.0)  # Adam's first steps move each weight by about +lr
@@ -247,7 +249,7 @@ def test_sgd_group_is_plain_sgd_beside_adamw():
     b = torch.nn.Parameter(torch.tensor([0.5]))
     w_ref = torch.nn.Parameter(w.detach().clone())
     ref = torch.optim.AdamW([w_ref], lr=0.1, weight_decay=0.01)
-    opt = FlatAdamW([([w], 0.1, 0.01), ([b], 0.2, 0.3, "sgd")])
+    opt = AveragedAdamW([([w], 0.1, 0.01), ([b], 0.2, 0.3, "sgd")])
     expected_b = 0.5
     for g in (0.3, -1.0, 2.0):
         w.grad.fill_(g)
@@ -294,15 +296,32 @@ def test_torchani_groups_step_biases_by_sgd_in_hartree_units():
     assert not torch.equal(after["networks.H.0.weight"], start.networks["H"][0].weight)
 
 
+def test_checkpoints_of_the_former_optimizer_are_refused(tmp_path):
+    """Layout 1 held FlatAdamW's flat state, which torch's AdamW cannot continue from."""
+    import io
+
+    from levelup.train.checkpoint import load_checkpoint
+
+    buffer = io.BytesIO()
+    torch.save({"levelup_checkpoint": 1, "model": {}}, buffer)
+    (tmp_path / "old.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(ConfigError, match="older levelup .* delete it to train afresh"):
+        load_checkpoint(tmp_path / "old.pt")
+
+
 def test_plateau_schedule():
     p = torch.nn.Parameter(torch.zeros(3))
-    opt = FlatAdamW([([p], 1.0, 0.0)])
-    plateau = Plateau(opt, factor=0.5, patience=2)
+    q = torch.nn.Parameter(torch.zeros(1))
+    opt = AveragedAdamW([([p], 1.0, 0.0), ([q], 0.25, 0.0, "sgd")])
+    schedule = plateau(opt, factor=0.5, patience=2)
     for loss in (3.0, 2.0, 2.0, 2.5, 2.0):  # 3 epochs without improvement > patience 2
-        plateau.step(loss)
-    assert opt.scale == 0.5 and plateau.bad_epochs == 0
-    plateau.step(1.0)
-    assert plateau.best == 1.0 and opt.scale == 0.5
+        schedule.step(loss)
+    assert opt.scale == 0.5 and schedule.num_bad_epochs == 0
+    schedule.step(1.0)
+    assert schedule.best == 1.0 and opt.scale == 0.5
+    q.grad.fill_(1.0)
+    opt.step()  # the SGD group follows the schedule too
+    assert q.item() == pytest.approx(-0.125)
 
 
 # ------------------------------------------------------------------------ cached layout

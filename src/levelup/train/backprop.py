@@ -11,9 +11,9 @@ output,
 
 and CELU's derivative is read off its output ``y``: 1 where y > 0, else exp(z/alpha) =
 y/alpha + 1, i.e. ``min(y/alpha + 1, 1)`` everywhere. Gradients are written straight into each
-parameter's ``.grad`` (views into :class:`levelup.train.optim.FlatAdamW`'s buffer), so there is nothing
-to zero or accumulate. Frozen layers (and parameters without a gradient buffer, which the optimizer does not
-train) pass gradients through but receive none.
+parameter's ``.grad`` (buffers that :class:`levelup.train.optim.AveragedAdamW` allocates once),
+so there is nothing to zero or accumulate. Frozen layers (and parameters without a gradient
+buffer, which the optimizer does not train) pass gradients through but receive none.
 tests/test_train.py checks the result against autograd.
 """
 

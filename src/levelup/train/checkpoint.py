@@ -21,8 +21,9 @@ import torch
 from levelup.atomicwrite import write_bytes_atomic
 from levelup.errors import ConfigError
 
-#: Version of the checkpoint layout; bumped when the keys change.
-CHECKPOINT_VERSION = 1
+#: Version of the checkpoint layout; bumped when the keys change. 2: the optimizer state is
+#: torch's AdamW/SGD state (levelup.train.optim.AveragedAdamW) instead of one flat buffer's.
+CHECKPOINT_VERSION = 2
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -80,4 +81,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if version > CHECKPOINT_VERSION:
         raise ConfigError(f"checkpoint {path} has layout version {version}; "
                           f"this levelup reads up to {CHECKPOINT_VERSION}: upgrade levelup")
+    if version < CHECKPOINT_VERSION:
+        raise ConfigError(f"checkpoint {path} has layout version {version}, written by an older "
+                          f"levelup whose optimizer state this one (layout {CHECKPOINT_VERSION}) "
+                          "cannot continue: delete it to train afresh")
     return state

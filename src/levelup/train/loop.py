@@ -36,7 +36,7 @@ from levelup.train.batching import CachedEnergies, GeometryBatches
 from levelup.train.checkpoint import load_checkpoint, save_checkpoint
 from levelup.train.config import TrainConfig
 from levelup.train.history import History, TrainingInterrupted
-from levelup.train.optim import FlatAdamW, Plateau
+from levelup.train.optim import AveragedAdamW, plateau
 from levelup.train.steps import evaluate, train_epoch
 from levelup.units import ENERGY, FORCE
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
@@ -97,7 +97,7 @@ def _weight_decays(model: torch.nn.Module, config: TrainConfig) -> dict[int, flo
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig,
-               param_groups: Sequence[Mapping[str, Any]] | None) -> FlatAdamW:
+               param_groups: Sequence[Mapping[str, Any]] | None) -> AveragedAdamW:
     """AdamW over the trainable parameters, grouped by (learning rate, weight decay); groups
     marked ``"sgd"`` by plain SGD (see :func:`torchani_groups`)."""
     decays = _weight_decays(model, config)
@@ -115,8 +115,8 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig,
                           "layers before fitting")
     # an SGD group's rate applies to the loss in Hartree^2 (TorchANI's and MLatom's units);
     # the loss here is in (kcal/mol)^2, KCAL^2 times larger, and so are its gradients
-    return FlatAdamW([(ps, lr / KCAL ** 2, wd, "sgd") if sgd else (ps, lr, wd)
-                      for (lr, wd, sgd), ps in buckets.items()], ema_decay=config.ema_decay)
+    return AveragedAdamW([(ps, lr / KCAL ** 2, wd, "sgd") if sgd else (ps, lr, wd)
+                          for (lr, wd, sgd), ps in buckets.items()], ema_decay=config.ema_decay)
 
 
 def torchani_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
@@ -156,8 +156,8 @@ class _Run:
 
     train: CachedEnergies | GeometryBatches
     validation: CachedEnergies | GeometryBatches | None
-    optimizer: FlatAdamW
-    scheduler: Plateau
+    optimizer: AveragedAdamW
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     generator: torch.Generator
     fingerprint: str
     history: History
@@ -227,7 +227,7 @@ def _prepare(model: torch.nn.Module, train: Database, validation: Database | Non
         val_data.shuffle(np.arange(val_data.n), batch_size=4096)
     optimizer = _optimizer(model, config, param_groups)
     run = _Run(train_data, val_data, optimizer,
-               Plateau(optimizer, config.lr_factor, config.lr_patience, config.lr_threshold),
+               plateau(optimizer, config.lr_factor, config.lr_patience, config.lr_threshold),
                torch.Generator().manual_seed(config.seed), fingerprint, History())
     if state is not None:
         run.optimizer.load_state_dict(state["optimizer"])
@@ -277,7 +277,7 @@ def fit(
             :func:`levelup.transfer.surgery.parameter_groups`). Only the parameters listed (and
             trainable) are trained.
         penalty: a function of the model returning a scalar added to every batch loss, in
-            (kcal/mol)^2 (e.g. :class:`levelup.transfer.surgery.L2SP`).
+            (kcal/mol)^2 (e.g. :class:`levelup.transfer.priors.L2SP`).
         callback: called as ``callback(epoch, history, model)`` after every epoch, with the
             model holding the weights just validated (the moving average when
             ``config.ema_decay > 0``); returning True stops training (the best weights are

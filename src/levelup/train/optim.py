@@ -1,103 +1,129 @@
-"""AdamW on one flat buffer, and the reduce-on-plateau schedule: what :func:`levelup.train.loop.fit`
-steps with.
+"""The optimizer and the schedule that :func:`levelup.train.loop.fit` steps with: torch's AdamW
+(and plain SGD for groups that ask for it) with a moving average of the weights, and torch's
+ReduceLROnPlateau.
 
-Why not ``torch.optim.AdamW``: the networks of an ANI model have many small tensors, and a
-training step on a small batch is mostly fixed per-step overhead. Here every trainable parameter
-becomes a view into one contiguous buffer, and so does its gradient, so a step is one call of
-torch's fused Adam kernel on one vector (seven element-wise operations when the learning rates
-differ between groups), whatever the number of tensors. (Constructing any ``torch.optim``
-optimizer also imports ``torch._dynamo``: seconds of start-up on a small machine.) The
-arithmetic is torch's AdamW (Loshchilov and Hutter 2019): decoupled weight decay
-``p *= 1 - lr * wd``, then the bias-corrected Adam update; tests/test_train.py checks it against
-``torch.optim.AdamW``.
+Why torch's: bench/bench_optim.py measured the hand-written AdamW levelup had before (every
+parameter a view into one flat buffer, one kernel call per step; now bench/_flat_adamw.py)
+against ``torch.optim.AdamW(fused=True)`` in the same training loop, with the same final errors:
+per epoch it was 1.42x, 1.29x and 1.12x as fast on the H2 tutorial, water, and water with
+forces, a geometric mean of 1.29x (1.14x to 1.42x over repeats; earlier runs 1.24x and 1.31x),
+short of the 1.3x that issue 13 asked of hand-written code to keep it (see bench/RESULTS.md,
+"optimizer"). Torch's "foreach" AdamW was 1.8x slower, so the fused kernel is used where this
+torch has it. (Constructing the first ``torch.optim`` optimizer of a process imports
+``torch._dynamo``: about 1.5 s, once.) The plateau schedule is torch's with the same meaning
+(relative threshold ``lr_threshold``, ``patience`` epochs, no cool-down, no lowest rate: the
+loop stops at its own floor).
 
-Call :meth:`FlatAdamW.release` when done: it gives every parameter its own storage back.
+Call :meth:`AveragedAdamW.release` when done: it drops the gradient buffers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-#: torch's fused Adam kernel (what ``torch.optim.Adam(fused=True)`` calls), when this torch has it
-_FUSED = getattr(torch, "_fused_adam_", None)
+
+def _adamw(groups: list[dict[str, Any]], betas: tuple[float, float], eps: float,
+           fused: bool | None) -> torch.optim.AdamW:
+    """torch's AdamW with its fused kernel where this torch has one for these tensors (None),
+    else (or with ``fused=False``) its multi-tensor ("foreach") implementation."""
+    if fused is not False:
+        try:
+            return torch.optim.AdamW(groups, betas=betas, eps=eps, fused=True)
+        except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
+            if fused:
+                raise
+    return torch.optim.AdamW(groups, betas=betas, eps=eps, foreach=True)
 
 
-class FlatAdamW:
-    """AdamW over ``groups``: a list of (parameters, learning rate, weight decay), or of
-    (parameters, learning rate, weight decay, "sgd") for a group stepped by plain SGD instead,
-    ``p -= lr * grad`` with no decay and no moments (TorchANI's and MLatom's recipe trains the
-    biases so).
+class AveragedAdamW:
+    """AdamW (torch's) over ``groups``: a list of (parameters, learning rate, weight decay), or
+    of (parameters, learning rate, weight decay, "sgd") for a group stepped by plain SGD
+    instead, ``p -= lr * grad`` with no decay and no moments (TorchANI's and MLatom's recipe
+    trains the biases so); optionally with an exponential moving average of the weights.
 
-    The learning rates of all groups are multiplied by :attr:`scale` (1 at the start), which
-    the schedule lowers.
+    Every parameter gets a gradient buffer at once, zeroed in place by :meth:`zero_grad` and
+    never replaced, so the hand-written backward pass (:mod:`levelup.train.backprop`) can write
+    into it. All rates move together: :attr:`scale` is the current rate over the initial one
+    (1 at the start), lowered by the schedule (:func:`plateau`) or :meth:`set_scale`.
+
+    Args:
+        groups: the parameter groups, as above.
+        betas, eps: Adam's.
+        ema_decay: decay per step of the moving average (0: none); with TensorFlow's warm-up,
+            the decay of step t is min(ema_decay, (1 + t) / (10 + t)).
+        fused: torch's fused AdamW kernel (None: where this torch has it; False: "foreach").
     """
 
     def __init__(self, groups: Sequence[tuple[Any, ...]],
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 ema_decay: float = 0.0) -> None:
-        self.params: list[Tensor] = [p for group in groups for p in group[0]]
-        if len({id(p) for p in self.params}) != len(self.params):
-            raise ValueError("a parameter appears in two groups")
-        ref = self.params[0]
-        sizes = [p.numel() for p in self.params]
-        total = sum(sizes)
-        self.flat = torch.empty(total, dtype=ref.dtype, device=ref.device)
-        self.grad = torch.zeros_like(self.flat)
-        lr = torch.empty_like(self.flat)
-        wd = torch.empty_like(self.flat)
-        sgd = torch.zeros(total, dtype=torch.bool, device=ref.device)
-        offset = 0
-        for ps, group_lr, group_wd, *kind in groups:
+                 ema_decay: float = 0.0, fused: bool | None = None) -> None:
+        adam, sgd = [], []
+        for ps, lr, wd, *kind in groups:
             if kind and kind[0] != "sgd":
                 raise ValueError(f"unknown group kind {kind[0]!r}; the only one is 'sgd'")
-            for p in ps:
-                n = p.numel()
-                self.flat[offset:offset + n].copy_(p.detach().reshape(-1))
-                lr[offset:offset + n] = group_lr
-                wd[offset:offset + n] = 0.0 if kind else group_wd
-                sgd[offset:offset + n] = bool(kind)
-                p.data = self.flat[offset:offset + n].view_as(p)
-                p.grad = self.grad[offset:offset + n].view_as(p)
-                offset += n
-        #: positions stepped by plain SGD (None: every one by AdamW)
-        self._sgd = sgd.nonzero().view(-1) if bool(sgd.any()) else None
-        if self._sgd is not None:
-            self._sgd_lr = lr[self._sgd]
-            adam = (~sgd).nonzero().view(-1)
-            lr = lr.clone()
-            lr[self._sgd] = float(lr[adam[0]]) if len(adam) else 0.0  # keep the AdamW rate uniform
-        # one learning rate for all: a scalar keeps the update one fused addcdiv
-        self._lr_uniform = float(lr[0]) if bool((lr == lr[0]).all()) else None
-        self.base_lr = lr
-        self.weight_decay = wd
-        self.betas, self.eps = betas, eps
-        self.exp_avg = torch.zeros_like(self.flat)
-        self.exp_avg_sq = torch.zeros_like(self.flat)
+            (sgd if kind else adam).append({"params": list(ps), "lr": lr,
+                                            **({} if kind else {"weight_decay": wd})})
+        self.params: list[Tensor] = [p for group in adam + sgd for p in group["params"]]
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError("a parameter appears in two groups")
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+        #: torch's optimizers: the AdamW one (None without such groups), the SGD one (likewise)
+        self.adamw = _adamw(adam, betas, eps, fused) if adam else None
+        self.sgd = torch.optim.SGD(sgd, lr=sgd[0]["lr"]) if sgd else None
+        #: each optimizer's initial rates, group by group (torch replaces the group dicts when
+        #: loading a state, so they are kept by position)
+        self._initial = [[g["lr"] for g in o.param_groups] for o in self.optimizers]
         self.steps = 0
-        self.scale = 1.0
-        self._decay: Tensor | None = None
-        self._step_tensor = torch.zeros((), dtype=torch.float32, device=ref.device)
         self.ema_decay = ema_decay
-        #: exponential moving average of the parameters (None without ``ema_decay``)
-        self.ema = self.flat.clone() if ema_decay > 0 else None
+        #: the moving average of the parameters (None without ``ema_decay``)
+        self.ema = [p.detach().clone() for p in self.params] if ema_decay > 0 else None
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers stepped, AdamW's first; the first is the one the schedule sets."""
+        return [o for o in (self.adamw, self.sgd) if o is not None]
+
+    @property
+    def scale(self) -> float:
+        """The current learning rates over the initial ones (the schedule's; 1 at the start)."""
+        return self.optimizers[0].param_groups[0]["lr"] / self._initial[0][0]
+
+    @property
+    def lr(self) -> float:
+        """Current learning rate of the first parameter group."""
+        return self.optimizers[0].param_groups[0]["lr"]
+
+    def set_scale(self, scale: float) -> None:
+        """Set every group's rate to ``scale`` times its initial one."""
+        for o, initial in zip(self.optimizers, self._initial, strict=True):
+            for g, lr in zip(o.param_groups, initial, strict=True):
+                g["lr"] = lr * scale
 
     def zero_grad(self) -> None:
-        self.grad.zero_()
+        """Zero the gradient buffers in place."""
+        for p in self.params:
+            p.grad.zero_()
 
     @torch.no_grad()
     def step(self) -> None:
-        """One AdamW update from the gradients in the parameters' ``.grad``, then the moving
-        average (with TensorFlow's warm-up: decay min(ema_decay, (1 + t) / (10 + t)))."""
-        self._update()
+        """One update from the gradients in the parameters' ``.grad``, then the moving
+        average."""
+        if self.adamw is not None and self.sgd is not None:  # the schedule set AdamW's rates
+            scale = self.scale
+            for g, lr in zip(self.sgd.param_groups, self._initial[1], strict=True):
+                g["lr"] = lr * scale
+        for o in self.optimizers:
+            o.step()
+        self.steps += 1
         if self.ema is not None:
             decay = min(self.ema_decay, (1 + self.steps) / (10 + self.steps))
-            self.ema.lerp_(self.flat, 1 - decay)
+            torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - decay)
 
     @contextlib.contextmanager
     def averaged(self) -> Iterator[None]:
@@ -105,104 +131,47 @@ class FlatAdamW:
         if self.ema is None:
             yield
             return
-        current = self.flat.clone()
-        self.flat.copy_(self.ema)
+        current = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, e in zip(self.params, self.ema, strict=True):
+                p.copy_(e)
         try:
             yield
         finally:
-            self.flat.copy_(current)
-
-    def _update(self) -> None:
-        if self._sgd is None:
-            self._adamw()
-            return
-        # plain SGD on its positions: AdamW runs over the whole buffer (one kernel), then the
-        # SGD positions get their own update from the values they had before
-        before = self.flat[self._sgd]
-        self._adamw()
-        self.flat[self._sgd] = before - (self._sgd_lr * self.scale) * self.grad[self._sgd]
-
-    def _adamw(self) -> None:
-        beta1, beta2 = self.betas
-        self.steps += 1
-        if self._decay is None:  # 1 - lr * wd, per element; recomputed when the scale changes
-            self._decay = 1 - self.base_lr * self.scale * self.weight_decay
-        self.flat.mul_(self._decay)
-        if self._lr_uniform is not None and _FUSED is not None:
-            # torch's own fused Adam kernel on the one flat tensor (decay applied above)
-            self._step_tensor.fill_(self.steps)
-            try:
-                _FUSED([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [],
-                       [self._step_tensor], lr=self._lr_uniform * self.scale, beta1=beta1,
-                       beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False,
-                       maximize=False)
-                return
-            except (RuntimeError, TypeError):  # a torch without this kernel for this dtype
-                pass
-        self.exp_avg.lerp_(self.grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
-        bias1 = 1 - beta1 ** self.steps
-        bias2_sqrt = math.sqrt(1 - beta2 ** self.steps)
-        denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
-        if self._lr_uniform is not None:
-            self.flat.addcdiv_(self.exp_avg, denom, value=-self._lr_uniform * self.scale / bias1)
-        else:
-            self.flat.addcdiv_(self.exp_avg * self.base_lr, denom, value=-self.scale / bias1)
-
-    @property
-    def lr(self) -> float:
-        """Current learning rate of the first parameter."""
-        return float(self.base_lr[0]) * self.scale
-
-    def set_scale(self, scale: float) -> None:
-        self.scale = scale
-        self._decay = None
+            with torch.no_grad():
+                for p, c in zip(self.params, current, strict=True):
+                    p.copy_(c)
 
     def release(self) -> None:
-        """Give each parameter its own storage again (and drop the shared gradients)."""
+        """Drop the gradient buffers (the parameters end as after any torch training)."""
         for p in self.params:
-            p.data = p.data.clone()
             p.grad = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(),
-                "steps": self.steps, "scale": self.scale,
-                "ema": None if self.ema is None else self.ema.clone()}
+        """Everything needed to continue exactly: torch's optimizer states, step count, average."""
+        return {"adamw": None if self.adamw is None else self.adamw.state_dict(),
+                "sgd": None if self.sgd is None else self.sgd.state_dict(), "steps": self.steps,
+                "ema": None if self.ema is None else [e.clone() for e in self.ema]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["exp_avg"].shape != self.exp_avg.shape:
-            raise ValueError("optimizer state is for a different set of trainable parameters")
-        self.exp_avg.copy_(state["exp_avg"])
-        self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        """Continue from :meth:`state_dict`'s ``state`` (of the same parameter groups)."""
+        for name in ("adamw", "sgd"):
+            mine = getattr(self, name)
+            if (mine is None) != (state.get(name) is None):
+                raise ValueError("optimizer state is for a different set of trainable parameters")
+            if mine is not None:
+                mine.load_state_dict(state[name])
         self.steps = int(state["steps"])
         if self.ema is not None:
-            self.ema.copy_(state["ema"])
-        self.set_scale(float(state["scale"]))
+            for e, saved in zip(self.ema, state["ema"], strict=True):
+                e.copy_(saved)
 
 
-class Plateau:
-    """Reduce-on-plateau, as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (mode "min",
-    relative threshold): after more than ``patience`` epochs without a loss below
-    ``best * (1 - threshold)``, multiply the optimizer's learning-rate scale by ``factor``."""
-
-    def __init__(self, optimizer: FlatAdamW, factor: float, patience: int,
-                 threshold: float = 0.0) -> None:
-        self.optimizer, self.factor, self.patience = optimizer, factor, patience
-        self.threshold = threshold
-        self.best = math.inf
-        self.bad_epochs = 0
-
-    def step(self, loss: float) -> None:
-        if loss < self.best * (1 - self.threshold):
-            self.best, self.bad_epochs = loss, 0
-        else:
-            self.bad_epochs += 1
-        if self.bad_epochs > self.patience:
-            self.optimizer.set_scale(self.optimizer.scale * self.factor)
-            self.bad_epochs = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "bad_epochs": self.bad_epochs}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
+def plateau(optimizer: AveragedAdamW, factor: float, patience: int, threshold: float = 0.0
+            ) -> torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """torch's ReduceLROnPlateau on ``optimizer``'s rates (mode "min", relative threshold): after
+    more than ``patience`` epochs without a loss below ``best * (1 - threshold)``, every rate is
+    multiplied by ``factor``. No cool-down and no lowest rate (fit stops at its floor)."""
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer.optimizers[0], mode="min", factor=factor, patience=patience,
+        threshold=threshold, threshold_mode="rel", cooldown=0, min_lr=0.0, eps=0.0)

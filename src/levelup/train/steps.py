@@ -21,7 +21,7 @@ from torch import Tensor
 
 from levelup.train.batching import CachedEnergies, GeometryBatches
 from levelup.train.config import TrainConfig
-from levelup.train.optim import FlatAdamW
+from levelup.train.optim import AveragedAdamW
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
 
 
@@ -79,7 +79,7 @@ def evaluate(model: torch.nn.Module, data: CachedEnergies | GeometryBatches, for
 
 def train_epoch(model: torch.nn.Module, config: TrainConfig,
                 train_data: CachedEnergies | GeometryBatches,
-                optimizer: FlatAdamW, generator: torch.Generator,
+                optimizer: AveragedAdamW, generator: torch.Generator,
                 penalty: Callable[[torch.nn.Module], Tensor] | None) -> tuple[float, float]:
     """One pass over the training set in a fresh random order (drawn from ``generator``), one
     optimizer step per batch: (energy RMSE kcal/mol, force RMSE kcal/mol/Angstrom or NaN
