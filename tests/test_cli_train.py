@@ -125,20 +125,37 @@ def test_property_of_unknown_unit_is_refused(tmp_path, h2, capsys):
 
 def _train_until_progress(tmp_path: Path, h2: Path, epochs: int = 3
                           ) -> tuple[subprocess.Popen, list[str]]:
-    """Start ``levelup train`` (which would run for hours) and return once its progress bar
-    shows ``epochs`` finished epochs; the list collects its stderr."""
+    """Start ``levelup train`` (which would run for hours) with its stderr on a terminal (a
+    pseudo-terminal, so the progress bar redraws in place as a user sees it) and return once the
+    bar shows ``epochs`` finished epochs; the list collects its stderr."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
     cmd = [sys.executable, "-m", "levelup.cli.main", "train", str(h2), "-o",
            str(tmp_path / "model.pt"), "--property", "morse", "--epochs", "100000000",
            "--lr-floor", "0", "--batch-size", "8"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    master, terminal = pty.openpty()
+    # 24 rows, 100 columns: a new pseudo-terminal has size 0 x 0, where tqdm draws nothing
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     # a shell's background job may ignore SIGINT, and a child inherits that: undo it
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=terminal, env=env,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(terminal)
     chunks: list[str] = []
 
     def read() -> None:
-        for chunk in iter(lambda: proc.stderr.read1(4096), b""):
-            chunks.append(chunk.decode(errors="replace"))
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data.decode(errors="replace"))
+        os.close(master)
 
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 180

@@ -272,7 +272,7 @@ def test_the_shipped_example_reads_as_the_tutorial_study():
     study = read_study(EXAMPLE)
     assert study.geometries.source == "h2_tutorial" and study.selection.method == "tutorial"
     assert (study.levels.low, study.levels.high) == ("HF/STO-3G", "CISD/cc-pVDZ")
-    assert study.compare == ("transfer", "scratch", "delta")
+    assert study.compare == ("transfer", "tutorial-protocol", "scratch", "delta")
     assert study.output.folder == EXAMPLE.parent / "runs" / "h2_tutorial"
     assert [r[0] for r in study.output.regions] == ["all", "0.5-2.5", "0.9-5.0", "0.5-0.9"]
     from levelup.train.loop import TrainConfig
