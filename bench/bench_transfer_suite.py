@@ -98,8 +98,9 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
     return model, seconds, rmse
 
 
-def compat_transfer(pre, train, val, high: str, seed: int):
-    """MLatom's tutorial step as levelup.compat.mlatom maps it."""
+def compat_transfer(pre, train, val, high: str, seed: int, history: list | None = None):
+    """MLatom's tutorial step as levelup.compat.mlatom maps it (the fit's History appended to
+    ``history`` when given)."""
     import copy
 
     from levelup.train import torchani_groups
@@ -108,9 +109,11 @@ def compat_transfer(pre, train, val, high: str, seed: int):
     model = copy.deepcopy(pre)
     freeze(model, [0, -1])
     refit_self_energies(model, train, high)
-    levelup.fit(model, train, val, property=high, progress=False,
-                config=levelup.TrainConfig.mlatom(learning_rate=1e-4, seed=seed),
-                param_groups=torchani_groups(model))
+    record = levelup.fit(model, train, val, property=high, progress=False,
+                         config=levelup.TrainConfig.mlatom(learning_rate=1e-4, seed=seed),
+                         param_groups=torchani_groups(model))
+    if history is not None:
+        history.append(record)
     return model
 
 
