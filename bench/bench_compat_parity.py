@@ -137,7 +137,7 @@ def run_mlatom(name: str, seed: int, part: str, args) -> None:
     if part == "c":  # the converted levelup model, predicted by MLatom
         db, low, _ = load(name)
         pred = np.load(raw_path.with_suffix(".npz"))["pretrained"]
-        model = pretrained(name, db, low, seed, kind="mlatom")[0]
+        model = from_torchani(WORK / f"{name}_seed{seed}_levelup.npz")
         result["convert_max_diff_kcal"] = float(np.abs(pred - model.predict(db).energies).max()
                                                 * KCAL)
     write_json(RESULTS / f"{name}_seed{seed}_{part}.json", result)

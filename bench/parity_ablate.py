@@ -72,22 +72,34 @@ def transfer(pre, train, val, high: str, seed: int, variant: set[str]):
     return model, history
 
 
-def pretrain_160(name: str, seed: int) -> None:
-    """levelup's compat pre-training with MLatom's default widths (160-128-96 everywhere)."""
+def pretrain_160(name: str, seed: int, init: str = "") -> None:
+    """levelup's compat pre-training with MLatom's default widths (160-128-96 everywhere);
+    ``init="torch"``: the networks initialised as MLatom 3.25 leaves a new model, torch's
+    ``nn.Linear`` default (``reset_parameters``: Kaiming-uniform weights a=sqrt(5), uniform
+    biases up to 1/sqrt(fan_in)), drawn from torch's global generator seeded with ``seed``;
+    ``init="torch-1x"``: that initialisation with levelup's ANI-1x widths."""
     from bench_compat_parity import to_torchani
 
     from levelup.train import torchani_groups
 
-    path = WORK / f"{name}_seed{seed}_levelup160.npz"
+    tag = {"": "levelup160", "torch": "levelup160torch", "torch-1x": "levelup1xtorch"}[init]
+    path = WORK / f"{name}_seed{seed}_{tag}.npz"
     if path.exists():
         return
     db, low, _ = load(name)
-    model = levelup.ANIModel(sorted(set(db.elements)), hidden=(160, 128, 96), seed=seed)
+    hidden = None if init == "torch-1x" else (160, 128, 96)
+    model = levelup.ANIModel(sorted(set(db.elements)), hidden=hidden, seed=seed)
+    if init:
+        torch.manual_seed(seed)
+        for net in model.networks.values():
+            for layer in net:
+                if isinstance(layer, torch.nn.Linear):
+                    layer.reset_parameters()
     t0 = time.perf_counter()
     hist = levelup.fit(model, db, property=low, config=levelup.TrainConfig.mlatom(seed=seed),
                        param_groups=torchani_groups(model), progress=False)
     np.savez(path, **to_torchani(model))
-    print(f"{name} s{seed}: pre-trained 160-128-96 in {time.perf_counter() - t0:.0f} s, "
+    print(f"{name} s{seed}: pre-trained {tag} in {time.perf_counter() - t0:.0f} s, "
           f"{len(hist.epoch)} epochs, {rmse(model.predict(db).energies, db.get(low)):.3f} "
           "kcal/mol vs low", flush=True)
 
@@ -101,15 +113,16 @@ def main() -> None:
     parser.add_argument("--transfer-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=16)
     parser.add_argument("--pretrain-160", action="store_true")
+    parser.add_argument("--pretrain-init", default=None, choices=["", "torch", "torch-1x"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     import warnings
 
     warnings.simplefilter("ignore")
-    if args.pretrain_160:
+    if args.pretrain_160 or args.pretrain_init is not None:
         for seed in args.seeds:
             for name in args.systems:
-                pretrain_160(name, seed)
+                pretrain_160(name, seed, args.pretrain_init or "")
     for name in args.systems:
         db, _, high = load(name)
         ref = np.asarray(db.get(high))

@@ -16,7 +16,9 @@ MLatom                                          levelup
 ``db.xyz_coordinates``                          ``db.coordinates`` (Angstrom)
 ``models.methods(method=L, program='PySCF')``   ``levelup.label(db, L)``
 ``models.ani(model_file=F)``                    ``load_model(F)`` if F exists, else a new
-                                                ``ANIModel`` saved to F after training
+                                                ``ANIModel`` as MLatom builds one
+                                                (:func:`new_model`), saved to F after
+                                                training
 ``ani.train(...)``                              ``fit`` with MLatom's recipe,
                                                 ``TrainConfig.mlatom()`` and
                                                 ``torchani_groups`` (+
@@ -127,6 +129,41 @@ class data:  # noqa: N801 - MLatom exposes its classes under ml.data too
     molecular_database = molecular_database
 
 
+#: MLatom 3.25's default ``neurons``: the same hidden widths for every element
+MLATOM_HIDDEN = (160, 128, 96)
+
+
+def new_model(elements: Iterable[str | int], generator: Any = None) -> Any:
+    """A new, untrained :class:`~levelup.ANIModel` as MLatom 3.25 builds one for
+    ``ml.models.ani(...).train()``: hidden layers 160-128-96 for every element (MLatom's default
+    ``neurons``; levelup's own default are ANI-1x's widths per element, e.g. 128-112-96 for O)
+    and torch's default ``nn.Linear`` initialisation (MLatom's ``NN_setup`` does not call its
+    ``NN_initialize``): weights Kaiming-uniform with a = sqrt(5), biases uniform in
+    +-1/sqrt(fan_in). levelup's own initialisation (TorchANI's: Kaiming-normal, zero biases)
+    matters once the biases train by plain SGD, as in MLatom's recipe: they hardly move from
+    their initial values. On the transfer suite's polyatomic systems, models pre-trained from
+    levelup's initialisation transferred worse than MLatom's (bench/bench_compat_parity.py).
+
+    Draws from ``generator`` (a ``torch.Generator``) when given, else from torch's global
+    generator, as MLatom does."""
+    import math
+
+    import torch
+
+    from ..model import ANIModel
+
+    model = ANIModel(list(elements), hidden=MLATOM_HIDDEN, seed=0)
+    with torch.no_grad():
+        for net in model.networks.values():
+            for layer in net:
+                if isinstance(layer, torch.nn.Linear):  # nn.Linear.reset_parameters
+                    torch.nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5),
+                                                   generator=generator)
+                    bound = 1 / math.sqrt(layer.in_features)
+                    torch.nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return model
+
+
 # MLatom hyperparameter names -> levelup TrainConfig fields
 _HYPERPARAMETERS = {
     "learning_rate": "learning_rate",
@@ -190,8 +227,9 @@ class _Methods:
 
 
 class ani:  # noqa: N801 - MLatom's name
-    """``ml.models.ani(model_file=F)``: loads F when it exists, otherwise builds a new ANI-1x
-    style model on the first ``train`` and saves it to F after every training."""
+    """``ml.models.ani(model_file=F)``: loads F when it exists, otherwise builds a new model as
+    MLatom does (:func:`new_model`) on the first ``train`` and saves it to F after every
+    training."""
 
     def __init__(self, model_file: str | os.PathLike | None = None, verbose: bool = True,
                  hyperparameters: dict[str, Any] | None = None, **_: Any) -> None:
@@ -242,7 +280,6 @@ class ani:  # noqa: N801 - MLatom's name
         global generator, so ``torch.manual_seed`` fixes them."""
         import torch
 
-        from ..model import ANIModel
         from ..train import TrainConfig, fit, torchani_groups
 
         db = molecular_database._db()
@@ -255,7 +292,7 @@ class ani:  # noqa: N801 - MLatom's name
         config = TrainConfig.mlatom(seed=seed, **{_HYPERPARAMETERS[k]: v
                                                   for k, v in settings.items()})
         if self.model is None:
-            self.model = ANIModel(db.elements)
+            self.model = new_model(db.elements)
         elif self._refit_self_energies:
             transfer.refit_self_energies(self.model, db, property_to_learn)
         self._refit_self_energies = False
