@@ -77,12 +77,15 @@ def pretrain_160(name: str, seed: int, init: str = "") -> None:
     ``init="torch"``: the networks initialised as MLatom 3.25 leaves a new model, torch's
     ``nn.Linear`` default (``reset_parameters``: Kaiming-uniform weights a=sqrt(5), uniform
     biases up to 1/sqrt(fan_in)), drawn from torch's global generator seeded with ``seed``;
-    ``init="torch-1x"``: that initialisation with levelup's ANI-1x widths."""
+    ``init="torch-1x"``: that initialisation with levelup's ANI-1x widths; ``"normal-ubias"``:
+    levelup's Kaiming-normal weights with torch's uniform biases; ``"uniform-zbias"``: torch's
+    uniform weights with zero biases (both 160-128-96)."""
     from bench_compat_parity import to_torchani
 
     from levelup.train import torchani_groups
 
-    tag = {"": "levelup160", "torch": "levelup160torch", "torch-1x": "levelup1xtorch"}[init]
+    tag = {"": "levelup160", "torch": "levelup160torch", "torch-1x": "levelup1xtorch",
+           "normal-ubias": "levelup160nu", "uniform-zbias": "levelup160uz"}[init]
     path = WORK / f"{name}_seed{seed}_{tag}.npz"
     if path.exists():
         return
@@ -94,7 +97,13 @@ def pretrain_160(name: str, seed: int, init: str = "") -> None:
         for net in model.networks.values():
             for layer in net:
                 if isinstance(layer, torch.nn.Linear):
+                    w = layer.weight.detach().clone()
                     layer.reset_parameters()
+                    with torch.no_grad():
+                        if init == "normal-ubias":  # levelup's weights, torch's biases
+                            layer.weight.copy_(w)
+                        elif init == "uniform-zbias":  # torch's weights, zero biases
+                            layer.bias.zero_()
     t0 = time.perf_counter()
     hist = levelup.fit(model, db, property=low, config=levelup.TrainConfig.mlatom(seed=seed),
                        param_groups=torchani_groups(model), progress=False)
@@ -113,7 +122,8 @@ def main() -> None:
     parser.add_argument("--transfer-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=int, default=16)
     parser.add_argument("--pretrain-160", action="store_true")
-    parser.add_argument("--pretrain-init", default=None, choices=["", "torch", "torch-1x"])
+    parser.add_argument("--pretrain-init", default=None, choices=["", "torch", "torch-1x", "normal-ubias",
+                                                          "uniform-zbias"])
     args = parser.parse_args()
     torch.set_num_threads(1)
     import warnings
