@@ -20,7 +20,8 @@ and these rows:
 * ``plain`` (``--slow``): ``TransferRecipe.plain(seed)``, every layer, no prior;
 * ``anchored`` (``--slow``): ``TransferRecipe(seed)``, levelup's previous default;
 * ``compat`` (``--slow``): MLatom's tutorial protocol as ``levelup.compat.mlatom`` runs it
-  (pre-trained with ``TrainConfig.mlatom`` and ``torchani_groups``, layers 0 and -1 frozen,
+  (MLatom's networks, ``compat.mlatom.new_model``, pre-trained with ``TrainConfig.mlatom`` and
+  ``torchani_groups``, layers 0 and -1 frozen,
   self energies refit, rate 1e-4), its own pre-training cached like the default one;
 * ``scratch`` (``--slow``): the same architecture trained on the points only.
 
@@ -75,7 +76,10 @@ def load(name: str) -> tuple[levelup.Database, str, str]:
 def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str = "default"):
     """(model, seconds to pre-train or 0 when cached, RMSE vs the low level kcal/mol)."""
     MODELS.mkdir(parents=True, exist_ok=True)
-    path = MODELS / f"{name}_seed{seed}_{kind}.pt"
+    # "mlatom": the networks MLatom builds (compat.mlatom.new_model: 160-128-96 everywhere,
+    # torch's nn.Linear initialisation); the files of the earlier ANI-1x-style pre-training were
+    # named _mlatom.pt
+    path = MODELS / f"{name}_seed{seed}_{'mlatom-net' if kind == 'mlatom' else kind}.pt"
     seconds = 0.0
     if BY_NAME[name].pretrained == "ani-1x" and kind == "default":
         model = levelup.pretrained("ani-1x", progress=False).members[seed]
@@ -83,13 +87,15 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
         model = levelup.load_model(path)
     else:
         start = time.perf_counter()
-        model = levelup.ANIModel(sorted(set(db.elements)), seed=seed)
         if kind == "default":
+            model = levelup.ANIModel(sorted(set(db.elements)), seed=seed)
             levelup.fit(model, db, property=low, config=levelup.TrainConfig(seed=seed),
                         progress=False)
-        else:  # MLatom's recipe, as levelup.compat.mlatom trains
+        else:  # MLatom's networks and recipe, as levelup.compat.mlatom trains
             from levelup.train.loop import torchani_groups
+            from levelup.transfer.tutorialprotocol import mlatom_model as new_model
 
+            model = new_model(sorted(set(db.elements)), torch.Generator().manual_seed(seed))
             levelup.fit(model, db, property=low, config=levelup.TrainConfig.mlatom(seed=seed),
                         param_groups=torchani_groups(model), progress=False)
         seconds = time.perf_counter() - start
@@ -99,8 +105,9 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
     return model, seconds, rmse
 
 
-def compat_transfer(pre, train, val, high: str, seed: int):
-    """MLatom's tutorial step as levelup.compat.mlatom maps it."""
+def compat_transfer(pre, train, val, high: str, seed: int, history: list | None = None):
+    """MLatom's tutorial step as levelup.compat.mlatom maps it (the fit's History appended to
+    ``history`` when given)."""
     import copy
 
     from levelup.train.loop import torchani_groups
@@ -110,9 +117,11 @@ def compat_transfer(pre, train, val, high: str, seed: int):
     model = copy.deepcopy(pre)
     freeze(model, [0, -1])
     refit_self_energies(model, train, high)
-    levelup.fit(model, train, val, property=high, progress=False,
-                config=levelup.TrainConfig.mlatom(learning_rate=1e-4, seed=seed),
-                param_groups=torchani_groups(model))
+    record = levelup.fit(model, train, val, property=high, progress=False,
+                         config=levelup.TrainConfig.mlatom(learning_rate=1e-4, seed=seed),
+                         param_groups=torchani_groups(model))
+    if history is not None:
+        history.append(record)
     return model
 
 
@@ -130,8 +139,10 @@ def run_one(name: str, seed: int, budgets: list[int], rows: list[str]) -> None:
     if not todo:
         return
     torch.manual_seed(seed)
-    pre, seconds, pre_rmse = pretrained(name, db, low, seed)
-    record.setdefault("pretrain", {"rmse_vs_low": pre_rmse, "seconds": seconds})
+    pre = None  # the compat and kernel-delta rows do not use the default pre-trained model
+    if "pretrain" not in record or any(r not in ("compat", "kernel-delta") for _, r in todo):
+        pre, seconds, pre_rmse = pretrained(name, db, low, seed)
+        record.setdefault("pretrain", {"rmse_vs_low": pre_rmse, "seconds": seconds})
     ref = np.asarray(db.get(high))
     forces = f"forces/{high}"
     has_forces = (np.isfinite(np.asarray(db.get(forces))).all(axis=(1, 2))
@@ -186,7 +197,7 @@ def run_one(name: str, seed: int, budgets: list[int], rows: list[str]) -> None:
             if BY_NAME[name].pretrained == "ani-1x":
                 continue  # MLatom's tutorial pre-trains on the low level; ANI-1x is given
             pre_m, _, pre_m_rmse = pretrained(name, db, low, seed, kind="mlatom")
-            record.setdefault("pretrain_mlatom_recipe", {"rmse_vs_low": pre_m_rmse})
+            record["pretrain_mlatom_recipe"] = {"rmse_vs_low": pre_m_rmse}
             model = compat_transfer(pre_m, train, val, high, seed)
         elif row == "scratch":
             model = levelup.ANIModel(sorted(set(db.elements)), seed=seed + 1)

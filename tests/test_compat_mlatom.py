@@ -88,3 +88,22 @@ def test_train_uses_mlatoms_recipe_seeded_by_torch(tmp_path, monkeypatch):
     key = "networks.H.2.weight"
     assert torch.equal(models[0][key], models[1][key])
     assert not torch.equal(models[0][key], models[2][key])
+
+
+def test_new_model_is_built_as_mlatom_builds_one():
+    """A new ani model has MLatom 3.25's networks: 160-128-96 for every element and torch's
+    nn.Linear initialisation (uniform biases within 1/sqrt(fan_in)), drawn from torch's global
+    generator."""
+    torch.manual_seed(3)
+    a = ml.new_model([1, 8])
+    torch.manual_seed(3)
+    b = ml.new_model([1, 8])
+    for sym in ("H", "O"):
+        linears = [m for m in a.networks[sym] if isinstance(m, torch.nn.Linear)]
+        assert [m.out_features for m in linears] == [160, 128, 96, 1]
+        for m in linears:
+            bound = 1 / m.in_features ** 0.5
+            assert 0 < m.bias.abs().max() <= bound
+            assert m.weight.abs().max() <= bound
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                  b.state_dict().values(), strict=True))

@@ -17,7 +17,9 @@ MLatom                                          levelup
 ``db.xyz_coordinates``                          ``db.coordinates`` (Angstrom)
 ``models.methods(method=L, program='PySCF')``   ``levelup.label(db, L)``
 ``models.ani(model_file=F)``                    ``load_model(F)`` if F exists, else a new
-                                                ``ANIModel`` saved to F after training
+                                                ``ANIModel`` as MLatom builds one
+                                                (``tutorialprotocol.mlatom_model``),
+                                                saved to F after training
 ``ani.train(...)``                              ``fit`` with MLatom's recipe,
                                                 ``TrainConfig.mlatom()`` and
                                                 ``torchani_groups`` (+
@@ -41,6 +43,7 @@ import numpy as np
 from levelup.data import Database, Molecule
 from levelup.errors import ConfigError, DataError
 from levelup.transfer import selfenergies, surgery
+from levelup.transfer.tutorialprotocol import mlatom_model as new_model
 
 __all__ = ["molecular_database", "molecule", "models", "data"]
 
@@ -199,8 +202,9 @@ class _Methods:
 
 
 class ani:  # noqa: N801 - MLatom's name
-    """``ml.models.ani(model_file=F)``: loads F when it exists, otherwise builds a new ANI-1x
-    style model on the first ``train`` and saves it to F after every training."""
+    """``ml.models.ani(model_file=F)``: loads F when it exists, otherwise builds a new model as
+    MLatom does (:func:`levelup.transfer.tutorialprotocol.mlatom_model`) on the first ``train``
+    and saves it to F after every training."""
 
     def __init__(self, model_file: str | os.PathLike | None = None, verbose: bool = True,
                  hyperparameters: dict[str, Any] | None = None, **_: Any) -> None:
@@ -251,8 +255,8 @@ class ani:  # noqa: N801 - MLatom's name
         global generator, so ``torch.manual_seed`` fixes them."""
         import torch
 
-        from levelup.model.ani import ANIModel
-        from levelup.train.loop import TrainConfig, fit, torchani_groups
+        from levelup.train.config import TrainConfig
+        from levelup.train.loop import fit, torchani_groups
 
         db = molecular_database._db()
         settings = {**self.hyperparameters, **(hyperparameters or {})}
@@ -264,7 +268,7 @@ class ani:  # noqa: N801 - MLatom's name
         config = TrainConfig.mlatom(seed=seed, **{_HYPERPARAMETERS[k]: v
                                                   for k, v in settings.items()})
         if self.model is None:
-            self.model = ANIModel(db.elements)
+            self.model = new_model(db.elements)
         elif self._refit_self_energies:
             selfenergies.refit_self_energies(self.model, db, property_to_learn)
         self._refit_self_energies = False

@@ -112,33 +112,23 @@ def transfer_step(run: StudyRun, data: Points) -> None:
         transfer, {"level": high, "fine_tuned_from": "pretrained"})
 
 
-def tutorial_step(run: StudyRun, data: Points, arch: dict[str, Any],
-                  new_model: Callable[[int], Any]) -> None:
-    """MLatom's tutorial protocol, as MLatom trains: a model pre-trained on the low level with
-    MLatom's recipe (batch 8, AdamW on the weights, plain SGD on the biases), its first and last
-    layers frozen, self energies refitted, fine-tuned at learning rate 1e-4 on the high-level
-    points with a fresh optimizer. Its time includes that pre-training."""
+def tutorial_step(run: StudyRun, data: Points) -> None:
+    """MLatom's tutorial protocol, as MLatom trains
+    (:func:`levelup.transfer.tutorialprotocol.tutorial_protocol`): a model built and pre-trained
+    on the low level as MLatom does, first and last layers frozen, fine-tuned at learning rate
+    1e-4 on the high-level points. Its time includes that pre-training."""
     study, (low, high) = run.study, run.names
 
     def tutorial() -> tuple[Any, Any]:
-        from levelup.train.config import TrainConfig
-        from levelup.train.loop import fit, torchani_groups
-        from levelup.transfer.selfenergies import refit_self_energies
-        from levelup.transfer.surgery import freeze
+        from levelup.transfer.tutorialprotocol import tutorial_protocol
 
-        model = new_model(study.seed)
-        fit(model, data.db, property=low, progress=run.progress,
-            config=TrainConfig.mlatom(seed=study.seed), param_groups=torchani_groups(model))
-        freeze(model, [0, -1])
-        refit_self_energies(model, data.train, high)
-        history = fit(model, data.train, data.validation, property=high, progress=run.progress,
-                      config=TrainConfig.mlatom(learning_rate=1e-4, seed=study.seed),
-                      param_groups=torchani_groups(model))
-        return model, history
+        return tutorial_protocol(data.db, data.train, data.validation, low=low, high=high,
+                                 seed=study.seed, progress=run.progress)
 
     run.model_step("tutorial-protocol", {
-        **prefixed("data", set_arrays(data.db, low)), **data.high_sets, "arch": arch,
-        "init_seed": study.seed, "protocol": "mlatom-tutorial: freeze [0, -1], rate 1e-4"},
+        **prefixed("data", set_arrays(data.db, low)), **data.high_sets,
+        "elements": sorted(set(data.db.elements)), "init_seed": study.seed,
+        "protocol": "mlatom-tutorial: MLatom's networks, freeze [0, -1], rate 1e-4"},
         tutorial, {"level": high, "protocol": "MLatom's transfer-learning tutorial"})
 
 

@@ -123,7 +123,7 @@ def _execute(run: StudyRun) -> StudyResult:
         if name == "transfer":
             comparisons.transfer_step(run, data)
         elif name == "tutorial-protocol":
-            comparisons.tutorial_step(run, data, arch, new_model)
+            comparisons.tutorial_step(run, data)
         elif name == "scratch":
             comparisons.scratch_step(run, data, arch, new_model)
         elif name == "delta":
