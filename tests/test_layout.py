@@ -120,6 +120,44 @@ def test_the_root_is_lazy_and_every_export_resolves():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 400 lines, no function over 60 (from ``def`` to its last line)."""
+    big, long = [], []
+    for name, path in MODULES.items():
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            big.append(f"{name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert not big and not long, "\n".join(big + long)
+
+
+def _public(tree: ast.Module) -> list[ast.AST]:
+    """The module, its public classes and functions, and their public methods."""
+    items: list[ast.AST] = [tree]
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            items.append(node)
+            if isinstance(node, ast.ClassDef):
+                items += [m for m in node.body if isinstance(m, ast.FunctionDef)
+                          and not m.name.startswith("_")]
+    return items
+
+
+def test_public_items_have_docstrings():
+    """Every module, and every public class, function and method, says what it is."""
+    missing = [f"{name}.{getattr(item, 'name', '<module>')}" for name, path in MODULES.items()
+               for item in _public(ast.parse(path.read_text())) if ast.get_docstring(item) is None]
+    assert not missing, "no docstring: " + ", ".join(missing)
+
+
 def test_no_utils_catch_all():
     assert not list(SRC.rglob("utils.py")) and not list(SRC.rglob("helpers.py"))
 
