@@ -22,9 +22,10 @@ RANK = {
     "qm": 3, "model": 3,
     "train": 4, "properties": 4, "ase": 4,
     "transfer": 5,
-    "study": 6,
-    "compat": 7,
-    "cli": 8,
+    "selection": 6,
+    "study": 7,
+    "compat": 8,
+    "cli": 9,
 }
 
 
