@@ -74,7 +74,7 @@ def to_torchani(model) -> dict[str, np.ndarray]:
 
 def from_torchani(path: Path):
     """TorchANI/MLatom weights (npz with ``elements``) -> levelup ANIModel (float32)."""
-    from levelup.model import ANIModel
+    from levelup.model.ani import ANIModel
 
     w = np.load(path)
     elements = [str(e) for e in w["elements"]]
@@ -325,7 +325,7 @@ READING = """Reading it:
   initialisation is what matters: torch's init brings water / ammonia / HCN (seed 0) from
   1.35-1.41 / 1.69-1.74 / 2.42-2.48 to 1.06-1.10 / 1.00-1.05 / 1.39-1.40 with levelup's widths,
   and to 0.88-0.90 / 1.13-1.14 / 1.45-1.47 with MLatom's widths (what the compat layer now
-  builds, `levelup.compat.mlatom.new_model`); MLatom's widths with levelup's init are worse
+  builds, `levelup.transfer.tutorialprotocol.mlatom_model`); MLatom's widths with levelup's init are worse
   (1.56-1.59 / 1.77-1.84 / 3.91-4.06). Kaiming-normal weights with uniform biases sit in
   between on water (1.07-1.10): both the bias draw and the weight scale contribute. The
   accuracy of the pre-trained model on the low level says nothing about this (0.09-0.15 kcal/mol

@@ -42,17 +42,19 @@ from bench_transfer_suite import load  # noqa: E402
 from protocol import held_out, pick  # noqa: E402
 
 import levelup  # noqa: E402
-import levelup.train as lt  # noqa: E402
-from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 OUT = HERE / "transfer_suite" / "results" / "parity" / "ablations.jsonl"
 
 
 def transfer(pre, train, val, high: str, seed: int, variant: set[str]):
-    from levelup.selfenergies import fit_self_energies
-    from levelup.train import torchani_groups
-    from levelup.transfer import freeze, refit_self_energies, set_self_energies
+    from levelup.model.selfenergies import fit_self_energies
+    from levelup.train.loop import torchani_groups
+    from levelup.transfer.selfenergies import refit_self_energies, set_self_energies
+    from levelup.transfer.surgery import freeze
 
+    if "eps" in variant:
+        raise SystemExit("the eps ablation patched levelup's hand-written FlatAdamW, which torch's "
+                         "AdamW replaced at 19bf446; run it at commit b52adbb")
     model = copy.deepcopy(pre)
     freeze(model, [0, -1])
     if "sae" in variant:
@@ -60,15 +62,9 @@ def transfer(pre, train, val, high: str, seed: int, variant: set[str]):
                                                    model.elements))
     else:
         refit_self_energies(model, train, high)
-    original = lt.FlatAdamW
-    if "eps" in variant:
-        lt.FlatAdamW = lambda groups, **kw: original(groups, eps=1e-8 * KCAL ** 2, **kw)
-    try:
-        history = levelup.fit(model, train, val, property=high, progress=False,
-                              config=levelup.TrainConfig.mlatom(learning_rate=1e-4, seed=seed),
-                              param_groups=torchani_groups(model))
-    finally:
-        lt.FlatAdamW = original
+    history = levelup.fit(model, train, val, property=high, progress=False,
+                          config=levelup.TrainConfig.mlatom(learning_rate=1e-4, seed=seed),
+                          param_groups=torchani_groups(model))
     return model, history
 
 
@@ -82,7 +78,7 @@ def pretrain_160(name: str, seed: int, init: str = "") -> None:
     uniform weights with zero biases (both 160-128-96)."""
     from bench_compat_parity import to_torchani
 
-    from levelup.train import torchani_groups
+    from levelup.train.loop import torchani_groups
 
     tag = {"": "levelup160", "torch": "levelup160torch", "torch-1x": "levelup1xtorch",
            "normal-ubias": "levelup160nu", "uniform-zbias": "levelup160uz"}[init]
