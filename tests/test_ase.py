@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 from ase import units
+from ase.calculators.calculator import PropertyNotImplementedError
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
@@ -57,6 +58,19 @@ def test_ensemble_mean_and_std_from_a_model_file(tmp_path, h2_atoms):
                                atol=1e-6)
     assert results["energy_std"] == pytest.approx(np.std(each, ddof=1) * units.Hartree, rel=1e-5)
     assert results["energy_std"] > 0
+    # ASE's own accessor works for the ensemble's extra results too
+    assert atoms.calc.get_property("energy_std", atoms) == results["energy_std"]
+    assert atoms.calc.get_property("member_energies", atoms) == pytest.approx(
+        results["member_energies"])
+
+
+def test_a_single_model_has_no_spread_and_says_so(h2_atoms):
+    atoms = h2_atoms(0.8)
+    atoms.calc = LevelupCalculator(ANIModel(["H"], seed=0, self_energies=[-0.5]))
+    atoms.get_potential_energy()
+    assert "energy_std" not in atoms.calc.results
+    with pytest.raises(PropertyNotImplementedError, match="'energy_std' needs an Ensemble"):
+        atoms.calc.get_property("energy_std", atoms)
 
 
 def test_unknown_element_and_periodic_cells_are_refused(water, h2_atoms):

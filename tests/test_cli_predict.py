@@ -26,15 +26,22 @@ def test_predict_writes_energies_and_forces(tmp_path, capsys):
     assert np.array_equal(result.get("ani"), expected.energies)
     assert np.array_equal(result.get("ani_forces"), expected.forces)
     assert result.properties["ani"].unit == "Hartree"
+    assert "ani_std" not in result.properties and "no spread" in out  # one model, no spread
 
 
-def test_predict_ensemble_to_extxyz(tmp_path):
-    h2_scan()[::100].save(tmp_path / "h2.h5")
-    Ensemble([ANIModel(["H"], seed=s) for s in range(2)]).save(tmp_path / "ens.pt")
+def test_predict_ensemble_to_extxyz(tmp_path, capsys):
+    db = h2_scan()[::100]
+    db.save(tmp_path / "h2.h5")
+    ensemble = Ensemble([ANIModel(["H"], seed=s) for s in range(2)])
+    ensemble.save(tmp_path / "ens.pt")
     assert main(["-q", "predict", str(tmp_path / "ens.pt"), str(tmp_path / "h2.h5"), "-o",
                  str(tmp_path / "out.extxyz")]) == 0
+    assert "'predicted_std' (Hartree, the spread over 2 members)" in capsys.readouterr().out
     back = Database.read(tmp_path / "out.extxyz")
     assert np.all(back.get("predicted_std") > 0)
+    np.testing.assert_allclose(back.get("predicted_std"), ensemble.predict(db).energies_std,
+                               rtol=1e-6)
+    assert back.properties["predicted_std"].unit == "Hartree"
 
 
 def test_predict_rejects_a_database_as_model(tmp_path, capsys):

@@ -19,12 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.units import Hartree
 
 from levelup.errors import DataError
 from levelup.model.ani import ANIModel, Ensemble
 from levelup.model.predict import model_on, resolve_device
+
+#: Results only an Ensemble gives (its members' spread and energies).
+ENSEMBLE_PROPERTIES = ("energy_std", "member_energies")
 
 
 class LevelupCalculator(Calculator):
@@ -41,6 +44,9 @@ class LevelupCalculator(Calculator):
         ``energy_std`` (ensembles only): sample standard deviation of the members' energies, eV,
         a measure of how far the geometry lies from the training data (0 for one member).
         ``member_energies`` (ensembles only): (members,) eV.
+
+    ``calc.get_property("energy_std", atoms)`` works like ``get_potential_energy``; for a single
+    ANIModel it raises ``PropertyNotImplementedError`` saying that only an Ensemble has a spread.
 
     Raises (from ``get_potential_energy`` and friends):
         DataError: for atoms whose elements the model has no network for, or a periodic cell.
@@ -59,8 +65,19 @@ class LevelupCalculator(Calculator):
             raise DataError(f"LevelupCalculator needs an ANIModel, an Ensemble or a model file; "
                             f"got {type(model).__name__}")
         self.model = model
+        if isinstance(model, Ensemble):  # get_property("energy_std") works for ensembles only
+            self.implemented_properties = [*self.implemented_properties, *ENSEMBLE_PROPERTIES]
         self.device = resolve_device(device)
         self._net = model_on(model, self.device)
+
+    def get_property(self, name: str, atoms: Any = None, allow_calculation: bool = True) -> Any:
+        """ASE's ``get_property``, with a message that says why a single model has no spread."""
+        if name in ENSEMBLE_PROPERTIES and name not in self.implemented_properties:
+            raise PropertyNotImplementedError(
+                f"{name!r} needs an Ensemble (the spread over its members); this calculator "
+                f"holds one {type(self.model).__name__}: use levelup.Ensemble([...]) of "
+                "independently trained models")
+        return super().get_property(name, atoms, allow_calculation)
 
     def calculate(self, atoms: Any = None, properties: Any = ("energy",),
                   system_changes: Any = all_changes) -> None:

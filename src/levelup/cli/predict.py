@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.output
     write_database(db, out)
     print(f"{out}: {len(db)} molecules, property {args.name!r} (Hartree)"
-          + (f" and {args.name + '_forces'!r} (Hartree/Angstrom)" if args.forces else ""))
+          + (f", {args.name + '_forces'!r} (Hartree/Angstrom)" if args.forces else "")
+          + (f", {args.name + '_std'!r} (Hartree, the spread over {len(model.members)} members)"
+             if pred.energies_std is not None else " (a single model: no spread; an ensemble "
+             "model file also writes NAME_std)"))
     if reference is not None:
         diff = (pred.energies - reference) * HARTREE_TO_KCALMOL
         ok = np.isfinite(diff)
