@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from levelup.errors import DataError
-from levelup.report.metrics import H2_REGIONS, error_stats, region_mask, region_stats, signed_errors
+from levelup.report.metrics import (
+    H2_REGIONS,
+    calibration,
+    error_stats,
+    region_mask,
+    region_stats,
+    signed_errors,
+)
 from levelup.units import HARTREE_TO_KCALMOL
 
 K = HARTREE_TO_KCALMOL
@@ -85,3 +92,55 @@ def test_region_stats_empty_region_and_bad_input():
         region_stats(r, r, r, {"bad": 1.0})
     with pytest.raises(DataError, match="same length"):
         region_stats(r, r, r[:3], H2_REGIONS)
+
+
+# ---------------------------------------------------------------------------------- calibration
+def test_calibration_of_gaussian_errors_with_their_true_sigma():
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.2, 3.0, 20000) / K  # Hartree; errors drawn with exactly this spread
+    errors = rng.normal(0.0, sigma)
+    c = calibration(errors, sigma)
+    assert c.n == 20000
+    assert c.within_2sigma == pytest.approx(0.9545, abs=0.01)
+    assert c.within_1sigma == pytest.approx(0.6827, abs=0.01)
+    assert c.rmse == pytest.approx(c.rms_spread, rel=0.03)  # kcal/mol, calibrated on average
+    # |error| grows with sigma: E|e| = sigma sqrt(2/pi), so the correlation is clearly positive
+    assert 0.3 < c.pearson < 0.7 and 0.3 < c.spearman < 0.7
+
+
+def test_calibration_of_an_unrelated_or_too_small_spread():
+    rng = np.random.default_rng(1)
+    errors = rng.normal(0.0, 1.0, 20000) / K
+    unrelated = rng.uniform(0.5, 1.5, 20000) / K
+    c = calibration(errors, unrelated)
+    assert abs(c.pearson) < 0.03 and abs(c.spearman) < 0.03
+    overconfident = calibration(errors, np.full(20000, 0.1) / K)
+    assert overconfident.within_2sigma == pytest.approx(0.159, abs=0.01)  # P(|z| <= 0.2)
+    assert math.isnan(overconfident.pearson)  # a constant spread has no correlation
+
+
+def test_calibration_closed_form_units_and_ranks():
+    errors = np.array([1.0, -2.0, 3.0, -4.0]) / K
+    spread = np.array([1.0, 0.5, 2.0, 1.0]) / K
+    c = calibration(errors, spread)
+    # 1 sigma: 1<=1, 2>0.5, 3>2, 4>1; 2 sigma: 1<=2, 2>1, 3<=4, 4>2
+    assert c.within_1sigma == 0.25 and c.within_2sigma == 0.5
+    assert c.rmse == pytest.approx(math.sqrt(30 / 4))
+    assert c.rms_spread == pytest.approx(math.sqrt(6.25 / 4))
+    # ranks of spread (ties share 1.5) against ranks of |error| 0..3
+    assert c.spearman == pytest.approx(np.corrcoef([1.5, 0, 3, 1.5], [0, 1, 2, 3])[0, 1])
+    assert c.pearson == pytest.approx(np.corrcoef(spread, np.abs(errors))[0, 1])
+    assert c.as_dict()["n"] == 4 and set(c.as_dict()) >= {"pearson", "within_2sigma"}
+
+
+@pytest.mark.parametrize("errors, spread, message", [
+    ([0.1, 0.2, 0.3], [0.0, 0.0, 0.0], "zero at every geometry: a single model"),
+    ([0.1, np.nan, 0.3], [0.1, 0.1, 0.1], "errors holds 1 NaN"),
+    ([0.1, 0.2, 0.3], [0.1, np.inf, 0.1], "spread holds 1 NaN or infinite"),
+    ([0.1, 0.2, 0.3], [0.1, -0.1, 0.1], "standard deviation"),
+    ([0.1, 0.2, 0.3], [0.1, 0.1], "same length"),
+    ([0.1, 0.2], [0.1, 0.1], "at least 3 geometries"),
+])
+def test_calibration_refuses_what_it_cannot_judge(errors, spread, message):
+    with pytest.raises(DataError, match=message):
+        calibration(errors, spread)

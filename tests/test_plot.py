@@ -7,12 +7,14 @@ import threading
 
 import numpy as np
 import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from levelup.errors import ConfigError, DataError
 from levelup.report.figure import save_figure
 from levelup.report.learning import data_efficiency, learning_curves
-from levelup.report.plots import energy_curves, error_curves, parity
+from levelup.report.plots import energy_curves, error_curves, parity, spread_vs_error
 from levelup.units import HARTREE_TO_KCALMOL
 
 K = HARTREE_TO_KCALMOL
@@ -88,6 +90,74 @@ def test_energy_curves_errors(scan):
         energy_curves(r, {"HF": low}, points={"training": r})
     with pytest.raises(DataError, match="no finite"):
         energy_curves(r, {"HF": low * np.nan})
+
+
+def band_of(ax, label):
+    """The one PolyCollection labelled ``label`` on ``ax``, as its (x, y) vertices."""
+    (band,) = [c for c in ax.collections if c.get_label() == label]
+    assert isinstance(band, PolyCollection)
+    return np.concatenate([p.vertices for p in band.get_paths()])
+
+
+def test_energy_curves_shade_two_sigma_bands(scan):
+    r, low, high = scan
+    sigma = 1e-3 * (1 + r)  # Hartree, growing along the scan
+    fig = energy_curves(r[::-1], {"CISD": high[::-1], "ensemble": high[::-1] + 1e-3},
+                        bands={"ensemble": sigma[::-1]})
+    ax = fig.axes[0]
+    assert "ensemble ± 2σ" in legend_texts(ax)
+    xy = band_of(ax, "ensemble ± 2σ")
+    centre = (high + 1e-3 - high.min()) * K  # relative to the first curve's minimum, kcal/mol
+    assert xy[:, 1].min() == pytest.approx((centre - 2 * sigma * K).min())
+    assert xy[:, 1].max() == pytest.approx((centre + 2 * sigma * K).max())
+    at = xy[np.isclose(xy[:, 0], r[10])][:, 1]  # the band's edges at one point
+    assert at.min() == pytest.approx(centre[10] - 2 * sigma[10] * K)
+    assert at.max() == pytest.approx(centre[10] + 2 * sigma[10] * K)
+    assert ax.collections[0].get_facecolor()[0][:3] == pytest.approx(
+        to_rgb(visible(ax)["ensemble"].get_color()))
+    hartree = band_of(energy_curves(r, {"m": high}, bands={"m": sigma}, unit="Hartree").axes[0],
+                      "m ± 2σ")
+    assert hartree[:, 1].max() == pytest.approx((high + 2 * sigma).max())
+
+
+def test_bands_must_match_a_curve_and_its_length(scan):
+    r, low, _ = scan
+    with pytest.raises(DataError, match=r"band 'HF' \(standard deviations\) has 90 values but x has 91"):
+        energy_curves(r, {"HF": low}, bands={"HF": np.ones(len(r) - 1)})
+    with pytest.raises(ConfigError, match="band 'CISD' names no curve"):
+        energy_curves(r, {"HF": low}, bands={"CISD": np.ones(len(r))})
+    with pytest.raises(DataError, match=">= 0"):
+        energy_curves(r, {"HF": low}, bands={"HF": -np.ones(len(r))})
+    with pytest.raises(DataError, match="has 3 values but x has"):
+        error_curves(r, {"t": low}, bands={"t": [1.0, 2.0, 3.0]})
+
+
+def test_error_curves_band_is_centred_on_zero(scan):
+    r, _, _ = scan
+    err, sigma = 1e-3 * np.sin(r), 2e-3 * np.ones_like(r)
+    ax = error_curves(r, {"ensemble": err}, bands={"ensemble": sigma}).axes[0]
+    xy = band_of(ax, "ensemble ± 2σ")
+    assert (xy[:, 1].min(), xy[:, 1].max()) == pytest.approx((-4e-3 * K, 4e-3 * K))
+
+
+def test_spread_vs_error_scatter_with_sigma_lines():
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.5, 2.0, 200) / K
+    errors = rng.normal(0.0, sigma)
+    fig = spread_vs_error({"seed 0": (errors, sigma)}, title="water")
+    ax = fig.axes[0]
+    lines = visible(ax)
+    points, one, two = lines.values()
+    assert list(lines)[1:] == ["1σ", "2σ"] and legend_texts(ax) == list(lines)
+    assert points.get_label().startswith("seed 0 (Spearman ") and "within 2σ)" in points.get_label()
+    assert points.get_xdata() == pytest.approx(sigma * K)
+    assert points.get_ydata() == pytest.approx(np.abs(errors) * K)
+    x2, y2 = lines["2σ"].get_data()
+    assert y2[1] == pytest.approx(2 * x2[1])
+    with pytest.raises(DataError, match="zero at every geometry"):
+        spread_vs_error({"one model": (errors, np.zeros_like(errors))})
+    with pytest.raises(DataError, match="pair"):
+        spread_vs_error({"bad": errors})
 
 
 def test_error_curves_signed_kcalmol_regions_and_marks(scan):

@@ -4,6 +4,8 @@ Inputs are in Hartree (the internal unit; forces in Hartree/Angstrom work the sa
 statistics come out in kcal/mol (kcal/mol/Angstrom for forces), the unit of reports and plots.
 Missing values (NaN in either array) are left out of the statistics and counted.
 
+:func:`calibration` asks how well an ensemble's spread predicts its own error.
+
 Example, the H2 tutorial's regions::
 
     regions = {"all": (-inf, inf), "0.5-2.5": (0.5, 2.5), "0.9-5.0": (0.9, 5.0)}
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -124,3 +127,100 @@ def region_stats(
         mask = region_mask(c, lo, hi, tolerance=tolerance)
         out[name] = error_stats(p[mask], r[mask])
     return out
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How well an ensemble's predicted spread (standard deviation over members) tracks its
+    actual error, over ``n`` geometries.
+
+    Attributes:
+        pearson: Pearson correlation between the spread and the absolute error (NaN when
+            either is constant over the geometries).
+        spearman: Spearman rank correlation between the same two (ties share their mean rank).
+        within_1sigma: share of geometries with ``|error| <= spread`` (0.68 for well-calibrated
+            Gaussian errors).
+        within_2sigma: share of geometries with ``|error| <= 2 * spread`` (0.95 for
+            well-calibrated Gaussian errors).
+        rms_spread: root mean square of the spread, kcal/mol.
+        rmse: root mean square of the error, kcal/mol (equal to ``rms_spread`` on average when
+            the spread is calibrated).
+        n: geometries used.
+    """
+
+    pearson: float
+    spearman: float
+    within_1sigma: float
+    within_2sigma: float
+    rms_spread: float
+    rmse: float
+    n: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The attributes as a plain dict (for JSON)."""
+        return asdict(self)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """(n,) ranks 0..n-1 of ``values`` (n,), ties given the mean of the ranks they span."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size)
+    ranks[order] = np.arange(values.size, dtype=np.float64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two (n,) arrays; NaN when either is constant."""
+    da, db = a - a.mean(), b - b.mean()
+    scale = math.sqrt(float(np.dot(da, da)) * float(np.dot(db, db)))
+    return float(np.dot(da, db) / scale) if scale > 0 else math.nan
+
+
+def calibration(errors, spread) -> Calibration:
+    """Calibration of an ensemble's spread against its actual errors.
+
+    Args:
+        errors: (n,) predicted minus reference energies, Hartree (the ensemble mean's error).
+        spread: (n,) the ensemble's standard deviation over members at the same geometries,
+            Hartree (``Prediction.energies_std``).
+
+    Returns:
+        A :class:`Calibration` (correlations, shares within 1 and 2 sigma, RMS spread and RMSE
+        in kcal/mol).
+
+    Raises:
+        DataError: arrays of different lengths or not one value per geometry, fewer than 3
+            geometries, NaN or infinite values, a negative spread, or a spread that is zero
+            everywhere (a single model, or an ensemble of identical members, has no spread to
+            calibrate).
+    """
+    e = np.asarray(errors, dtype=np.float64)
+    s = np.asarray(spread, dtype=np.float64)
+    if e.ndim != 1 or e.shape != s.shape:
+        raise DataError(f"errors {e.shape} and spread {s.shape} must be one value per geometry "
+                        "each, of the same length")
+    if e.size < 3:
+        raise DataError(f"calibration needs at least 3 geometries; got {e.size}")
+    for name, values in (("errors", e), ("spread", s)):
+        bad = int((~np.isfinite(values)).sum())
+        if bad:
+            raise DataError(f"{name} holds {bad} NaN or infinite value(s) of {values.size}; "
+                            "leave those geometries out first")
+    if (s < 0).any():
+        raise DataError(f"spread must be a standard deviation (>= 0); got minimum {s.min():g}")
+    if not (s > 0).any():
+        raise DataError("the spread is zero at every geometry: a single model (or an ensemble "
+                        "of identical members) has no spread to calibrate; use an Ensemble of "
+                        "independently trained members")
+    size = np.abs(e)
+    return Calibration(
+        pearson=_pearson(s, size),
+        spearman=_pearson(_ranks(s), _ranks(size)),
+        within_1sigma=float(np.mean(size <= s)),
+        within_2sigma=float(np.mean(size <= 2 * s)),
+        rms_spread=float(np.sqrt(np.mean(s * s))) * HARTREE_TO_KCALMOL,
+        rmse=float(np.sqrt(np.mean(e * e))) * HARTREE_TO_KCALMOL,
+        n=int(e.size),
+    )

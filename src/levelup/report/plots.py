@@ -1,5 +1,5 @@
 """Figures of energies along a scan and against a reference: energy curves, signed errors along
-the scan, and parity plots.
+the scan, parity plots, and an ensemble's spread against its actual error.
 
 Every function takes arrays (energies in Hartree, the internal unit), returns a
 :class:`matplotlib.figure.Figure` built with the object-oriented API (no pyplot, no global state,
@@ -11,8 +11,9 @@ training figures are in :mod:`levelup.report.learning`. In a notebook,
 
 Example::
 
-    fig = energy_curves(r, {"CISD/cc-pVDZ": cisd, "transfer": predicted},
-                        points={"training": (r[train], cisd[train])})
+    fig = energy_curves(r, {"CISD/cc-pVDZ": cisd, "transfer": pred.energies},
+                        points={"training": (r[train], cisd[train])},
+                        bands={"transfer": pred.energies_std})   # an Ensemble's +-2 sigma
     save_figure(fig, "runs/demo/energy_curves")      # energy_curves.png, energy_curves.svg
 """
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _SPAN_COLORS = ("tab:orange", "tab:gray", "tab:purple", "tab:olive")
+#: Half-width of an uncertainty band, in standard deviations (about 95% for Gaussian errors).
+BAND_SIGMAS = 2.0
 
 
 def energy_curves(
@@ -53,8 +56,10 @@ def energy_curves(
     title: str | None = None,
     styles: Mapping[str, Mapping[str, Any]] | None = None,
     ylim: tuple[float, float] | None = None,
+    bands: Mapping[str, Any] | None = None,
 ) -> Figure:
-    """Energy along a scan coordinate: one line per curve, markers for chosen points.
+    """Energy along a scan coordinate: one line per curve, markers for chosen points, and
+    shaded uncertainty bands.
 
     Args:
         x: (points,) scan coordinate (a distance in Angstrom, an angle in degrees).
@@ -69,28 +74,40 @@ def energy_curves(
         styles: name -> keyword arguments for ``Axes.plot`` (color, linestyle, ...), overriding
             the defaults, for curves and points alike.
         ylim: (bottom, top) of the energy axis in the unit shown; default: fit everything.
+        bands: curve name -> (points,) standard deviation in Hartree along ``x`` (an Ensemble's
+            ``Prediction.energies_std``), shaded as curve +- 2 sigma in the curve's colour.
 
     Returns:
         The figure; ``fig.axes[0]`` holds one line per curve then one per set of points, labelled
-        with their names.
+        with their names, and one PolyCollection per band, labelled ``"<curve> ± 2σ"``.
     """
     factor = energy_factor(unit)
     xs = vector(x, "x")
     if not curves:
         raise DataError("energy_curves needs at least one curve")
     ys = {name: vector(y, f"curve {name!r}", len(xs)) for name, y in curves.items()}
+    sigmas = _bands(bands, ys, len(xs))
     shift = _shift(ys, relative_to, unit)
     fig, ax = new_figure()
     order = np.argsort(xs, kind="stable")
     for name, y in ys.items():
         style = {"linewidth": 1.6} | style_of(styles, name)
-        ax.plot(xs[order], (y[order] - (shift or 0.0)) * factor, label=name, **style)
+        (line,) = ax.plot(xs[order], (y[order] - (shift or 0.0)) * factor, label=name, **style)
+        if name in sigmas:
+            centre, half = (y[order] - (shift or 0.0)) * factor, sigmas[name][order] * factor
+            _draw_band(ax, xs[order], centre, half, name, line.get_color())
     _draw_points(ax, points or {}, shift or 0.0, factor, styles)
     if shift is None:
         ax.set_ylabel(f"energy ({unit})")
     else:
         ax.set_ylabel(f"energy ({unit})\nrelative to {shift:.6f} Hartree")
         ax.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)
+    _finish(ax, xlabel, title, ylim)
+    return fig
+
+
+def _finish(ax: Axes, xlabel: str, title: str | None, ylim: tuple[float, float] | None) -> None:
+    """The x label, energy range, title, grid and legend (outside) of a scan figure."""
     ax.set_xlabel(xlabel)
     if ylim is not None:
         ax.set_ylim(*ylim)
@@ -98,7 +115,6 @@ def energy_curves(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     outside_legend(ax)
-    return fig
 
 
 def _shift(ys: Mapping[str, np.ndarray], relative_to: float | str | None, unit: str
@@ -115,6 +131,29 @@ def _shift(ys: Mapping[str, np.ndarray], relative_to: float | str | None, unit: 
             raise DataError(f"curve {relative_to!r} holds no finite energy to plot relative to")
         relative_to = float(np.nanmin(ys[relative_to]))
     return None if relative_to is None else float(relative_to)
+
+
+def _bands(bands: Mapping[str, Any] | None, curves: Mapping[str, np.ndarray], n: int
+           ) -> dict[str, np.ndarray]:
+    """Curve name -> (n,) standard deviations, Hartree, checked: each names a curve, has one
+    value per point and none negative (NaN leaves a gap)."""
+    out = {}
+    for name, sigma in (bands or {}).items():
+        if name not in curves:
+            raise ConfigError(f"band {name!r} names no curve; the curves are {list(curves)}")
+        values = vector(sigma, f"band {name!r} (standard deviations)", n)
+        if (values < 0).any():
+            raise DataError(f"band {name!r} must hold standard deviations (>= 0); got minimum "
+                            f"{np.nanmin(values):g}")
+        out[name] = values
+    return out
+
+
+def _draw_band(ax: Axes, x: np.ndarray, centre: np.ndarray, sigma: np.ndarray, name: str,
+               color: Any) -> None:
+    """Shade ``centre`` +- BAND_SIGMAS * ``sigma`` (both (points,), the unit shown) over ``x``."""
+    ax.fill_between(x, centre - BAND_SIGMAS * sigma, centre + BAND_SIGMAS * sigma, color=color,
+                    alpha=0.2, linewidth=0, label=f"{name} ± {BAND_SIGMAS:g}σ", zorder=1)
 
 
 def _draw_points(ax: Axes, points: Mapping[str, tuple[Any, Any]], shift: float, factor: float,
@@ -142,8 +181,10 @@ def error_curves(
     title: str | None = None,
     styles: Mapping[str, Mapping[str, Any]] | None = None,
     ylim: tuple[float, float] | None = None,
+    bands: Mapping[str, Any] | None = None,
 ) -> Figure:
-    """Signed error (predicted minus reference) along a scan coordinate, in kcal/mol.
+    """Signed error (predicted minus reference) along a scan coordinate, in kcal/mol, with the
+    error bars a model claims for itself.
 
     Args:
         x: (points,) scan coordinate.
@@ -154,42 +195,49 @@ def error_curves(
         marks: label -> x positions to tick on the zero line (the training points, say).
         styles: name -> keyword arguments for ``Axes.plot``.
         ylim: (bottom, top) in kcal/mol; default: fit everything.
+        bands: error name -> (points,) standard deviation in Hartree along ``x`` (an Ensemble's
+            ``Prediction.energies_std``), shaded as 0 +- 2 sigma around the zero line in that
+            model's colour: where the ensemble is calibrated, its error curve stays inside.
 
     Returns:
         The figure; ``fig.axes[0]`` holds one line per model (labelled with its name), one per
-        set of marks, and the zero line (label ``_zero``).
+        set of marks, the zero line (label ``_zero``), and one PolyCollection per band, labelled
+        ``"<name> ± 2σ"``.
     """
     xs = vector(x, "x")
     if not errors:
         raise DataError("error_curves needs at least one error curve")
     ys = {name: vector(e, f"errors {name!r}", len(xs)) for name, e in errors.items()}
+    sigmas = _bands(bands, ys, len(xs))
     fig, ax = new_figure()
-    for i, (label, span) in enumerate((regions or {}).items()):
+    _draw_regions(ax, regions or {})
+    ax.axhline(0.0, color="black", linewidth=0.8, label="_zero")
+    order = np.argsort(xs, kind="stable")
+    for name, e in ys.items():
+        (line,) = ax.plot(xs[order], e[order] * HARTREE_TO_KCALMOL, label=name,
+                          **({"linewidth": 1.4} | style_of(styles, name)))
+        if name in sigmas:
+            _draw_band(ax, xs[order], np.zeros(len(xs)), sigmas[name][order] * HARTREE_TO_KCALMOL,
+                       name, line.get_color())
+    for name, mx in (marks or {}).items():
+        mx = vector(mx, f"marks {name!r}")
+        ax.plot(mx, np.zeros_like(mx), label=name, **({"marker": "|", "markersize": 14,
+                "markeredgewidth": 2, "linestyle": "none", "color": "black", "zorder": 3}
+                | style_of(styles, name)))
+    ax.set_ylabel("error, predicted − reference (kcal/mol)")
+    _finish(ax, xlabel, title, ylim)
+    return fig
+
+
+def _draw_regions(ax: Axes, regions: Mapping[str, tuple[float, float]]) -> None:
+    """Shade each labelled span (lo, hi) of the scan coordinate."""
+    for i, (label, span) in enumerate(regions.items()):
         try:
             lo, hi = (float(v) for v in span)
         except (TypeError, ValueError):
             raise DataError(f"region {label!r} must be a pair (lo, hi); got {span!r}") from None
         ax.axvspan(lo, hi, color=_SPAN_COLORS[i % len(_SPAN_COLORS)], alpha=0.15, linewidth=0,
                    label=label)
-    ax.axhline(0.0, color="black", linewidth=0.8, label="_zero")
-    order = np.argsort(xs, kind="stable")
-    for name, e in ys.items():
-        ax.plot(xs[order], e[order] * HARTREE_TO_KCALMOL, label=name,
-                **({"linewidth": 1.4} | style_of(styles, name)))
-    for name, mx in (marks or {}).items():
-        mx = vector(mx, f"marks {name!r}")
-        ax.plot(mx, np.zeros_like(mx), label=name, **({"marker": "|", "markersize": 14,
-                "markeredgewidth": 2, "linestyle": "none", "color": "black", "zorder": 3}
-                | style_of(styles, name)))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("error, predicted − reference (kcal/mol)")
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    outside_legend(ax)
-    return fig
 
 
 def parity(
@@ -254,4 +302,61 @@ def parity(
     return fig
 
 
-__all__ = ["energy_curves", "error_curves", "parity"]
+def spread_vs_error(
+    sets: Mapping[str, tuple[Any, Any]],
+    *,
+    title: str | None = None,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Figure:
+    """An ensemble's predicted spread against its actual absolute error, one point per geometry:
+    a calibration plot without a scan coordinate.
+
+    Args:
+        sets: name -> (errors, spread): (geometries,) predicted minus reference energies and
+            (geometries,) standard deviation over members, both Hartree (shown in kcal/mol).
+            Each legend entry carries the Spearman correlation and the share within 2 sigma
+            (:func:`levelup.report.metrics.calibration`).
+        styles: name -> keyword arguments for ``Axes.plot``.
+
+    Returns:
+        The figure; ``fig.axes[0]`` holds one line per set (markers only), then the lines
+        ``|error| = sigma`` and ``|error| = 2 sigma`` (labels ``1σ`` and ``2σ``): points below
+        the ``2σ`` line are errors the ensemble's bar covers.
+    """
+    from levelup.report.metrics import calibration
+
+    if not sets:
+        raise DataError("spread_vs_error needs at least one set of (errors, spread)")
+    fig, ax = new_figure((5.8, 5.6))
+    right = top = 0.0
+    for i, (name, pair) in enumerate(sets.items()):
+        try:
+            errors, spread = pair
+        except (TypeError, ValueError):
+            raise DataError(f"set {name!r} must be a pair (errors, spread); got {pair!r}") from None
+        e = vector(errors, f"errors of {name!r}")
+        sigma = vector(spread, f"spread of {name!r}", len(e))
+        cal = calibration(e, sigma)
+        x, y = sigma * HARTREE_TO_KCALMOL, np.abs(e) * HARTREE_TO_KCALMOL
+        right, top = max(right, float(x.max())), max(top, float(y.max()))
+        style = {"marker": MARKERS[i % len(MARKERS)], "markersize": 4, "linestyle": "none",
+                 "alpha": 0.6}
+        ax.plot(x, y, label=f"{name} (Spearman {cal.spearman:.2f}, "
+                f"{cal.within_2sigma:.0%} within 2σ)", **(style | style_of(styles, name)))
+    right, top = 1.05 * (right or 1.0), 1.05 * (top or 1.0)
+    ax.plot([0, right], [0, right], color="0.5", linewidth=1.0, linestyle=":", label="1σ",
+            zorder=0)
+    ax.plot([0, right], [0, 2 * right], color="0.3", linewidth=1.0, linestyle="--", label="2σ",
+            zorder=0)
+    ax.set_xlim(0, right)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("predicted spread σ, standard deviation over members (kcal/mol)")
+    ax.set_ylabel("absolute error of the ensemble mean (kcal/mol)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+__all__ = ["BAND_SIGMAS", "energy_curves", "error_curves", "parity", "spread_vs_error"]
