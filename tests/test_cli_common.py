@@ -108,6 +108,7 @@ BAD_INPUTS = {
     ("predict",): ["predict", "{tmp}/missing.pt", "{tmp}/missing.h5", "-o", "{tmp}/x.h5"],
     ("pretrained",): ["pretrained", "ani-1x", "--download-only", "-o", "{tmp}/x.pt"],
     ("run",): ["run", "{tmp}/missing.toml"],
+    ("select",): ["select", "{tmp}/missing.h5", "--budget", "3", "-o", "{tmp}/x.h5"],
     ("train",): ["train", "{tmp}/missing.h5", "-o", "{tmp}/x.pt", "--property", "E"],
 }
 

@@ -49,6 +49,8 @@ _EXPORTS = {
     "pretrained": "levelup.model.published.catalog",
     "atom_energies": "levelup.qm.atoms",
     "label": "levelup.qm.label",
+    "select": "levelup.selection.select",
+    "SelectionResult": "levelup.selection.select",
     "Study": "levelup.study.schema",
     "read_study": "levelup.study.reader",
     "StudyResult": "levelup.study.runner",
@@ -68,8 +70,8 @@ _EXPORTS = {
     "unfreeze": "levelup.transfer.surgery",
 }
 # folders and modules reachable as attributes (levelup.qm, levelup.ase, ...)
-_SUBPACKAGES = ("ase", "cli", "compat", "data", "model", "properties", "qm", "report", "study", "train",
-                "transfer")
+_SUBPACKAGES = ("ase", "cli", "compat", "data", "model", "properties", "qm", "report", "selection", "study",
+                "train", "transfer")
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
