@@ -117,6 +117,11 @@ def select(pool: Database, budget: int, method: str = "every", *, seed: int = 0,
         return SelectionResult(method, _ints(random_rows(n, budget, seed)), (0,) * budget,
                                pool_size=n)
     model = _model(model)
+    if method == "committee" and budget < minimum_budget(model):
+        raise ConfigError(f"query by committee needs a budget of at least "
+                          f"{minimum_budget(model)} (the transfer's cross-validation needs "
+                          f"{FEWEST} points, and bootstrap members of one model one more to "
+                          f"differ); got {budget}: use method='fps' for fewer points")
     descriptors = aev_descriptors(pool, model)
     if method == "fps":
         return SelectionResult(method, _ints(farthest_points(descriptors, budget)),
@@ -132,12 +137,6 @@ def _committee(pool: Database, descriptors: np.ndarray, run: CommitteeRun,
     from levelup.qm.levels import parse_level
 
     level = parse_level(run.high).name
-    need = minimum_budget(run.pretrained)
-    if run.budget < need:
-        raise ConfigError(f"query by committee needs a budget of at least {need} (the "
-                          f"transfer's cross-validation needs {FEWEST} points, and bootstrap "
-                          f"members of one model one more to differ); got {run.budget}: use "
-                          "method='fps' for fewer points")
     run = replace(run, high=level)
 
     def result(chosen, rounds, history, energies) -> SelectionResult:
