@@ -174,3 +174,17 @@ def test_cli_writes_the_chosen_geometries(pool, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("levelup: error: --method committee needs --model and --high")
     assert err.count("\n") == 1
+
+
+def test_committee_reads_high_energies_the_pool_holds(pool, model):
+    """A pool labelled at the high level costs no calculation: no cache, no PySCF."""
+    labelled = pool[np.arange(len(pool))]
+    r = np.linalg.norm(labelled.coordinates[:, 1] - labelled.coordinates[:, 0], axis=1)
+    labelled.set(HIGH, -1.17 + 0.1 * (r - 0.74) ** 2, level=HIGH)  # a made-up curve, Hartree
+    result = levelup.select(labelled, 6, "committee", model=model, high=HIGH, batch=2,
+                            cache=False, progress=False, workers=1,
+                            recipe=eval(RECIPE, {"LinearRecipe": LinearRecipe}))
+    assert [h.reused for h in result.history] == [4, 2]
+    assert sum(h.computed + h.cached for h in result.history) == 0
+    rows = np.array(result.indices)
+    assert np.allclose(result.energies, labelled.get(HIGH)[rows])

@@ -7,7 +7,10 @@ One round (:func:`committee_loop`):
 1. label the round's geometries at the high level with :func:`levelup.qm.label.label_with_report`
    (PySCF behind the SQLite label cache, so a killed run that is started again finds every
    label it had already computed: the loop is deterministic for a seed, and re-running it asks
-   for the same geometries in the same order);
+   for the same geometries in the same order); a geometry whose high-level energy the pool
+   already holds (a finite value of a Hartree property named as the level, e.g.
+   "CCSD(T)/cc-pVDZ") is read from the pool instead (:func:`high_energies`), so a pool labelled
+   at both levels (a benchmark's) costs no calculation;
 2. transfer the pre-trained model to everything labelled so far (the recipe's CV RMSE is the
    round's estimate of the transfer's error), and fit the committee (:func:`fit_committee`);
 3. predict the pool with every member: the spread (sample standard deviation over members) at
@@ -56,6 +59,7 @@ class Round:
         labelled: points labelled after this round (all rounds so far).
         computed: labels computed by this run in this round (the others came from the cache).
         cached: labels of this round found in the label cache.
+        reused: energies of this round read from the pool (:func:`high_energies`).
         predicted_error: RMS over the pool of the members' spread after this round, kcal/mol.
         cv_rmse: cross-validation RMSE of the transfer to every labelled point, kcal/mol (NaN
             for a recipe that reports none).
@@ -70,6 +74,7 @@ class Round:
     predicted_error: float
     cv_rmse: float
     seconds: float
+    reused: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (kcal/mol, seconds)."""
@@ -168,6 +173,29 @@ class CommitteeRun:
     progress: bool = False
 
 
+def high_energies(pool: Database, rows: np.ndarray, run: CommitteeRun
+                  ) -> tuple[np.ndarray, int, int, int]:
+    """(high-level energies of ``pool`` rows ``rows`` in Hartree (NaN where a calculation
+    failed), labels computed, labels from the cache, energies read from the pool).
+
+    Where the pool holds a finite energy in a property named as the level ``run.high``
+    (canonical spelling, unit Hartree, one value per molecule), that value is taken as it is;
+    the other rows are labelled through the labeller and its cache.
+    """
+    values = np.full(len(rows), np.nan)
+    info = pool.properties.get(run.high)
+    if info is not None and not info.per_atom and info.unit == "Hartree":
+        values = np.asarray(pool.get(run.high), dtype=np.float64)[rows].copy()
+    todo = ~np.isfinite(values)
+    computed = cached = 0
+    if todo.any():
+        labelled, report = label_with_report(pool[rows[todo]], run.high, cache=run.cache,
+                                             progress=run.progress, workers=run.workers)
+        values[todo] = labelled.get(report.name)
+        computed, cached = report.computed, report.cached
+    return values, computed, cached, int((~todo).sum())
+
+
 def committee_loop(pool: Database, descriptors: np.ndarray, run: CommitteeRun,
                    on_round: Callable[[list[int], list[int], list[Round], np.ndarray], None]
                    | None = None) -> tuple[list[int], list[int], list[Round], np.ndarray]:
@@ -184,18 +212,17 @@ def committee_loop(pool: Database, descriptors: np.ndarray, run: CommitteeRun,
     new = list(chosen)
     while True:
         start = time.perf_counter()
-        labelled, report = label_with_report(pool[np.array(new)], run.high, cache=run.cache,
-                                             progress=run.progress, workers=run.workers)
-        energies = np.concatenate([energies, labelled.get(report.name)])
+        values, computed, cached, reused = high_energies(pool, np.array(new), run)
+        energies = np.concatenate([energies, values])
         points = pool[np.array(chosen)]
-        points.set(report.name, energies, level=report.level)
-        committee, cv_rmse = fit_committee(run.pretrained, points, property=report.name,
+        points.set(run.high, energies, level=run.high)
+        committee, cv_rmse = fit_committee(run.pretrained, points, property=run.high,
                                            anchors=pool, members=run.members, seed=run.seed,
                                            recipe=run.recipe)
         spread = committee.predict(pool).energies_std  # (molecules,) Hartree
         error = float(np.sqrt(np.mean(spread**2)) * HARTREE_TO_KCALMOL)
         history.append(Round(round=len(history), chosen=tuple(new), labelled=len(chosen),
-                             computed=report.computed, cached=report.cached,
+                             computed=computed, cached=cached, reused=reused,
                              predicted_error=error, cv_rmse=cv_rmse,
                              seconds=time.perf_counter() - start))
         if on_round is not None:
@@ -209,4 +236,4 @@ def committee_loop(pool: Database, descriptors: np.ndarray, run: CommitteeRun,
 
 
 __all__ = ["CommitteeRun", "Round", "bootstrap_rows", "committee_loop", "fit_committee",
-           "minimum_budget", "next_batch", "starting_size"]
+           "high_energies", "minimum_budget", "next_batch", "starting_size"]

@@ -87,7 +87,9 @@ def select(pool: Database, budget: int, method: str = "every", *, seed: int = 0,
         seed: seeds "random" and the committee's bootstrap draws; same seed, same choice.
         model: the pre-trained model (ANIModel or Ensemble, or a model file's path): needed
             by "committee"; gives "fps" its AEV parameters (default ANI-1x's).
-        high: the high level ("method/basis") the committee labels with.
+        high: the high level ("method/basis") the committee labels with. Where the pool
+            already holds a finite energy in a property of that name (e.g. a pool labelled at
+            both levels), the committee reads it instead of labelling (``reused`` in its rounds).
         batch: geometries labelled per committee round (default ``budget // 4``, at least 1;
             the first round takes at least 3, or 4 from a single model).
         target: stop the committee early once its predicted error (RMS spread over the pool)
