@@ -187,6 +187,41 @@ def test_a_subset_of_comparisons_with_high_level_only_on_the_selected_points(tmp
     assert result.metrics["details"]["pretrained"]["all"]["n"] == 26
 
 
+def test_committee_selection_chooses_after_pretraining_and_reports_its_rounds(tmp_path):
+    """[selection] method = "committee": the points come from query by committee on the
+    pre-trained model, labelled through the cache; the report names the rounds and draws them;
+    a second run reuses the selection."""
+    text = (SMALL.replace('method = "every"\nstep = 3\nvalidation_every = 4',
+                          'method = "committee"\ncount = 6\nbatch = 2\nmembers = 3')
+            .replace('seed = 0\n', 'seed = 0\ncompare = ["transfer"]\n'))
+    result = run_study(write_study(tmp_path, text), progress=False)
+    assert list(result.steps) == ["labels", "pretrained", "selection", "transfer", "outputs"]
+    record = json.loads((tmp_path / "run" / "selection.json").read_text())
+    assert record["finished"] and record["method"] == "committee"
+    chosen = record["indices"]
+    assert len(chosen) == 6 == len(set(chosen))
+    assert [r["round"] for r in record["history"]] == sorted({*record["rounds"]})
+    assert sorted(result.metrics["high_level_points"]["train"]) == sorted(chosen)
+    assert (tmp_path / "run" / "selection.png").is_file()
+    assert "query by committee" in (tmp_path / "run" / "report.md").read_text()
+    again = run_study(write_study(tmp_path, text), progress=False)
+    assert again.steps["selection"].status == "reused"
+    assert again.metrics == result.metrics
+
+
+def test_fps_selection_is_levelup_selects_farthest_points():
+    from levelup.selection.select import select as choose
+
+    study = parse_study({**BASE, "selection": {"method": "fps", "count": 12,
+                                               "validation_every": 6}})
+    db = build_geometries(study.geometries)
+    train, val = select(study.selection, db)
+    chosen = sorted([*train, *val])
+    assert chosen == sorted(choose(db, 12, "fps").indices)
+    assert chosen[0] == 0 and chosen[-1] == len(db) - 1  # both ends of the H2 scan
+    assert len(val) == 2 and len(train) == 10
+
+
 def test_delta_on_low_level_labels(tmp_path):
     text = (SMALL.replace('seed = 0\n', 'seed = 0\ncompare = ["delta"]\n')
             .replace("[output]", '[delta]\nbase = "labels"\n[output]'))

@@ -77,21 +77,71 @@ def model_factory(study: Study, elements: list[int]) -> Callable[[int], Any]:
     return new_model
 
 
-def pretrain_step(run: StudyRun, data: Points, arch: dict[str, Any],
+def pretrain_step(run: StudyRun, db: Database, arch: dict[str, Any],
                   new_model: Callable[[int], Any]) -> None:
-    """The ANI model trained on the low level of every geometry (``[pretrain]``)."""
+    """The ANI model trained on the low level of every geometry of ``db`` (``[pretrain]``)."""
     study, low = run.study, run.names[0]
 
     def pretrain() -> tuple[Any, Any]:
         from levelup.train.loop import fit
 
         model = new_model(study.seed)
-        return model, fit(model, data.db, property=low, config=study.pretrain,
-                          progress=run.progress)
+        return model, fit(model, db, property=low, config=study.pretrain, progress=run.progress)
 
-    run.model_step("pretrained", {**prefixed("data", set_arrays(data.db, low)), "arch": arch,
+    run.model_step("pretrained", {**prefixed("data", set_arrays(db, low)), "arch": arch,
                                   "init_seed": study.seed, "config": study.pretrain.to_dict()},
-                   pretrain, {"level": low, "trained_on": f"{len(data.db)} geometries"})
+                   pretrain, {"level": low, "trained_on": f"{len(db)} geometries"})
+
+
+def committee_step(run: StudyRun, db: Database) -> np.ndarray:
+    """``[selection] method = "committee"``: the high-level points chosen by query by committee
+    on the pre-trained model (:func:`levelup.selection.select.select`), every label through the
+    label cache; the rounds are kept in the run folder's selection.json (the run's learning
+    curve), which a later run with the same inputs reuses. Returns the chosen rows."""
+    import json
+    import time
+
+    from levelup._version import __version__
+    from levelup.selection.select import select
+    from levelup.study.stepcache import content_key
+
+    study, s, start = run.study, run.study.selection, time.perf_counter()
+    settings = {"count": s.count, "batch": s.batch, "target": s.target, "members": s.members,
+                "seed": s.seed}
+    key = content_key({"step": "selection", "levelup": __version__, "high": study.levels.high,
+                       "parent": run.checksums["pretrained"], "coordinates": db.coordinates,
+                       "species": db.species, "charges": db.charges,
+                       "multiplicities": db.multiplicities, **settings})
+    path = run.folder / "selection.json"
+    saved = _saved_selection(path, key)
+    if saved is not None:
+        run.done("selection", key, "reused", start, path, f"reused ({path.name})")
+        return np.asarray(saved["indices"], dtype=np.int64)
+    result = select(db, s.count, "committee", seed=s.seed, model=run.model("pretrained"),
+                    high=study.levels.high, batch=s.batch or None, target=s.target or None,
+                    cache=run.cache, state=path, progress=run.progress, members=s.members,
+                    workers=study.levels.workers)
+    from levelup.atomicwrite import write_text_atomic
+
+    record = {**json.loads(path.read_text()), "study_key": key}
+    write_text_atomic(path, json.dumps(record, indent=1))
+    last = result.history[-1]
+    run.done("selection", key, "done", start, path,
+             f"{len(result.indices)} points in {len(result.history)} rounds; predicted error "
+             f"{last.predicted_error:.2f} kcal/mol -> {path.name}")
+    return np.asarray(result.indices, dtype=np.int64)
+
+
+def _saved_selection(path: Any, key: str) -> dict[str, Any] | None:
+    """The run folder's selection.json when it was finished with ``key``, else None."""
+    import json
+
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(record, dict) and record.get("study_key") == key and record.get("finished")
+    return record if ok else None
 
 
 def transfer_step(run: StudyRun, data: Points) -> None:
@@ -185,5 +235,5 @@ def delta_step(run: StudyRun, data: Points, arch: dict[str, Any],
                              "config": study.delta.to_dict(), **base}, neural, metadata)
 
 
-__all__ = ["Points", "architecture", "delta_step", "model_factory", "points", "pretrain_step",
-           "scratch_step", "transfer_step", "tutorial_step"]
+__all__ = ["Points", "architecture", "committee_step", "delta_step", "model_factory", "points",
+           "pretrain_step", "scratch_step", "transfer_step", "tutorial_step"]

@@ -81,6 +81,13 @@ def select(selection: Selection, db: Database) -> tuple[np.ndarray, np.ndarray]:
         return train, val
     if selection.method == "every":
         chosen = np.arange(selection.offset, n, selection.step)
+    elif selection.method == "fps":
+        from levelup.selection.select import select as choose
+
+        if selection.count > n:
+            raise ConfigError(f"[selection] count = {selection.count}, but the study has only {n} "
+                              "geometries")
+        chosen = np.sort(np.asarray(choose(db, selection.count, "fps").indices, dtype=np.int64))
     else:
         if selection.count > n:
             raise ConfigError(f"[selection] count = {selection.count}, but the study has only {n} "

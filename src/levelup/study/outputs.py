@@ -114,6 +114,9 @@ def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -
                                         reference_label=high)
     if "learning_curves" in plots:  # the kernel delta has no history
         figures["learning_curves"] = learning_curves(_histories(run, predictions))
+    rounds = _selection_rounds(run)
+    if rounds:
+        figures["selection"] = _selection_figure(rounds)
 
     described = {name: (f"all {len(db)} geometries" if not (math.isfinite(lo) or math.isfinite(hi))
                         else f"{lo:g} <= {xlabel or 'coordinate'} <= {hi:g}")
@@ -137,12 +140,45 @@ def _histories(run: Any, names: Any) -> dict[str, Any]:
     return {k: h for k, h in histories.items() if h is not None}
 
 
+def _selection_rounds(run: Any) -> list[dict[str, Any]]:
+    """The committee's rounds from the run folder's selection.json; [] for other selections."""
+    if run.study.selection.method != "committee":
+        return []
+    return list(json.loads((run.folder / "selection.json").read_text()).get("history", []))
+
+
+def _selection_figure(rounds: list[dict[str, Any]]) -> Any:
+    """The committee run's learning curve: predicted error and CV RMSE per labelled points."""
+    from levelup.report.learning import data_efficiency
+
+    def values(key: str) -> list[float]:
+        return [float("nan") if r.get(key) is None else float(r[key]) for r in rounds]
+
+    return data_efficiency([r["labelled"] for r in rounds],
+                           {"committee's predicted error (RMS spread)": values("predicted_error"),
+                            "transfer's cross-validated RMSE": values("cv_rmse")},
+                           title="query by committee: rounds")
+
+
+def _selection_note(run: Any) -> list[str]:
+    """Which points the committee chose, in which round, and how sure it then was."""
+    rounds = _selection_rounds(run)
+    if not rounds:
+        return []
+    parts = [f"round {r['round']}: rows {list(r['chosen'])} ({r['labelled']} labelled, predicted "
+             f"error {r['predicted_error']:.2f} kcal/mol)" for r in rounds]
+    return [f"selection: query by committee on the pre-trained model (levelup.select), "
+            f"{len(rounds)} rounds; " + "; ".join(parts) + ". Figure: selection; the rounds are "
+            "in selection.json."]
+
+
 def _notes(run: Any) -> list[str]:
     study = run.study
     low, high = run.names
     recipe = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(study.transfer).items())
     notes = [f"pre-trained: the ANI model trained on {low} of every geometry "
-             f"({run.history('pretrained').best_epoch} epochs to its best validation)."]
+             f"({run.history('pretrained').best_epoch} epochs to its best validation).",
+             *_selection_note(run)]
     if "transfer" in study.compare:
         notes.append(f"transfer: the pre-trained model transferred with levelup.finetune "
                      f"({type(study.transfer).__name__}: {recipe}; anchors on "

@@ -108,17 +108,18 @@ def _execute(run: StudyRun) -> StudyResult:
     db = build_geometries(study.geometries, cache=run.cache, progress=run.progress)
     if len(db) < 2:
         raise DataError(f"the study has {len(db)} geometries; it needs at least 2")
-    train_idx, val_idx = select(study.selection, db)
-    if len(train_idx) == 0:
-        raise ConfigError(f"[selection] picks no training point among {len(db)} geometries "
-                          f"(validation: {len(val_idx)}): choose more")
-    run.log(f"geometries: {len(db)} ({study.geometries.source}); high-level points: "
-            f"{len(train_idx)} to train, {len(val_idx)} to validate")
+    committee = study.selection.method == "committee"
+    train_idx, val_idx = _chosen(study, db)
     db = run.labels(db, np.concatenate([train_idx, val_idx]))
-    data = comparisons.points(run, db, train_idx, val_idx)
     elements, arch = comparisons.architecture(study, db)
     new_model = comparisons.model_factory(study, elements)
-    comparisons.pretrain_step(run, data, arch, new_model)
+    comparisons.pretrain_step(run, db, arch, new_model)
+    if committee:  # the points depend on the pre-trained model
+        train_idx = comparisons.committee_step(run, db)
+        db = run.labels(db, train_idx)
+    run.log(f"geometries: {len(db)} ({study.geometries.source}); high-level points: "
+            f"{len(train_idx)} to train, {len(val_idx)} to validate")
+    data = comparisons.points(run, db, train_idx, val_idx)
     for name in study.compare:
         if name == "transfer":
             comparisons.transfer_step(run, data)
@@ -130,6 +131,18 @@ def _execute(run: StudyRun) -> StudyResult:
             comparisons.delta_step(run, data, arch, new_model)
     metrics = write_outputs(run, db, train_idx, val_idx)
     return StudyResult(run.folder, dict(run.steps), metrics)
+
+
+def _chosen(study: Study, db: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows) known before any model: none yet for a committee."""
+    if study.selection.method == "committee":
+        empty = np.array([], dtype=np.int64)
+        return empty, empty
+    train_idx, val_idx = select(study.selection, db)
+    if len(train_idx) == 0:
+        raise ConfigError(f"[selection] picks no training point among {len(db)} geometries "
+                          f"(validation: {len(val_idx)}): choose more")
+    return train_idx, val_idx
 
 
 __all__ = ["StepRecord", "StudyResult", "build_geometries", "run_study", "select"]

@@ -15,7 +15,7 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
     high = "CISD/cc-pVDZ"                     # the few expensive labels
 
     [selection]                               # which geometries get the high level
-    method = "tutorial"                       # | "every" | "random" | "indices"
+    method = "tutorial"                       # | "every" | "random" | "indices" | "fps" | "committee"
 
     [model]                                   # the ANI architecture (default ANI-1x networks)
     [train]                                   # TrainConfig keys shared by pretrain, scratch and
@@ -70,13 +70,15 @@ SOURCES = {
     "file": ("path",),
 }
 #: How the high-level geometries are chosen (``[selection] method``).
-Method = Literal["tutorial", "every", "random", "indices"]
+Method = Literal["tutorial", "every", "random", "indices", "fps", "committee"]
 #: Selection methods and the keys each takes (besides ``method``).
 METHODS = {
     "tutorial": (),
     "every": ("step", "offset", "validation_every"),
     "random": ("count", "seed", "validation_every"),
     "indices": ("indices", "validation"),
+    "fps": ("count", "validation_every"),
+    "committee": ("count", "seed", "batch", "target", "members"),
 }
 #: The tables (and top-level keys) of a study file.
 TOP_KEYS = ("title", "seed", "compare", "geometries", "levels", "selection", "model", "train",
@@ -131,15 +133,22 @@ class Selection:
 
     method: Method  # "tutorial": every 40th geometry, every 10th of those validates (MLatom's
     #              tutorial: 10 + 2 points of 451); "every": every `step`-th from `offset`;
-    #              "random": `count` at random; "indices": explicit `indices` and `validation`
+    #              "random": `count` at random; "indices": explicit `indices` and `validation`;
+    #              "fps": `count` farthest points in AEV space; "committee": `count` chosen by
+    #              query by committee on the pre-trained model (levelup.select), `batch` a round
+    #              until `target` (kcal/mol) or the budget; no validation points
     step: int = 0  # every: take every step-th geometry
     offset: int = 0  # every: starting at this index
-    count: int = 0  # random: how many geometries
-    seed: int = 0  # random: seed of the draw (default: the study's)
+    count: int = 0  # random, fps, committee: how many geometries (the high-level budget)
+    seed: int = 0  # random, committee: seed of the draws (default: the study's)
     validation_every: int = 0  # every, random: of the chosen points (in geometry order) the
     #                            1st, (k+1)-th, ... validate; 0: none
     indices: tuple[int, ...] = ()  # indices: training geometries
     validation: tuple[int, ...] = ()  # indices: validation geometries
+    batch: int = 0  # committee: geometries labelled per round (0: count // 4)
+    target: float = 0.0  # committee: stop once the predicted error is at most this, kcal/mol
+    #                      (0: spend the whole budget)
+    members: int = 4  # committee: bootstrap transfers of the pre-trained model
 
 
 @dataclass(frozen=True)

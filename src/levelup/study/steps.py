@@ -27,7 +27,8 @@ from levelup.transfer.linear import KIND
 
 #: Model names in metrics.json (issue 5's shape): pretrained against the low level, the others
 #: against the high level.
-STEP_TITLES = {"labels": "labels", "pretrained": "pre-training", "transfer": "transfer",
+STEP_TITLES = {"labels": "labels", "pretrained": "pre-training", "selection": "selection",
+               "transfer": "transfer",
                "tutorial-protocol": "transfer (tutorial protocol)", "scratch": "scratch",
                "delta": "delta", "outputs": "outputs"}
 
