@@ -71,8 +71,6 @@ def _predictions(run: Any, db: Database) -> dict[str, np.ndarray]:
 
 def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
     from levelup.report import markdown as report
-    from levelup.report import plots as plot
-    from levelup.report.learning import learning_curves
     from levelup.report.metrics import region_stats
 
     study = run.study
@@ -89,10 +87,37 @@ def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -
     stats[f"{low} itself"] = region_stats(low_e, high_e, along, regions)
     references[f"{low} itself"] = high
 
+    figures = _figures(run, db, predictions, train_idx, val_idx, x, xlabel)
+
+    described = {name: (f"all {len(db)} geometries" if not (math.isfinite(lo) or math.isfinite(hi))
+                        else f"{lo:g} <= {xlabel or 'coordinate'} <= {hi:g}")
+                 for name, (lo, hi) in regions.items()}
+    times = {k: v for k, v in run.seconds.items() if v is not None}
+    report.write_run_folder(
+        run.folder, title=study.title, metrics=stats, figures=figures, notes=_notes(run),
+        references=references, regions=described, formats=study.output.formats,
+        intro=f"{len(db)} geometries ({study.geometries.source}); an ANI model pre-trained on "
+              f"{low} and carried to {high} from {len(train_idx)} training and {len(val_idx)} "
+              f"validation points. Errors in kcal/mol. Study file: study.toml.",
+        extra={"seed": study.seed, "times_s": times,
+               "high_level_points": {"train": train_idx.tolist(),
+                                     "validation": val_idx.tolist()},
+               "steps": {k: s.key[:16] for k, s in run.steps.items()}})
+
+
+def _figures(run: Any, db: Database, predictions: dict[str, np.ndarray], train_idx: np.ndarray,
+             val_idx: np.ndarray, x: np.ndarray | None, xlabel: str) -> dict[str, Any]:
+    """The figures the study's ``[output] plots`` ask for (energy curves, errors, parity,
+    learning curves), and the committee's rounds when it chose the points."""
+    from levelup.report import plots as plot
+    from levelup.report.learning import learning_curves
+
     shown = {NAMES[k]: v for k, v in predictions.items()}
     tuned = {NAMES[k]: v for k, v in predictions.items() if k != "pretrained"}
     figures: dict[str, Any] = {}
-    plots = study.output.plots
+    plots, study = run.study.output.plots, run.study
+    low, high = run.names
+    low_e, high_e = np.asarray(db.get(low)), np.asarray(db.get(high))
     if x is not None and "energy_curves" in plots:
         order = np.argsort(x, kind="stable")
         curves = {high: high_e[order], **{k: v[order] for k, v in shown.items()}, low: low_e[order]}
@@ -117,21 +142,7 @@ def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -
     rounds = _selection_rounds(run)
     if rounds:
         figures["selection"] = _selection_figure(rounds)
-
-    described = {name: (f"all {len(db)} geometries" if not (math.isfinite(lo) or math.isfinite(hi))
-                        else f"{lo:g} <= {xlabel or 'coordinate'} <= {hi:g}")
-                 for name, (lo, hi) in regions.items()}
-    times = {k: v for k, v in run.seconds.items() if v is not None}
-    report.write_run_folder(
-        run.folder, title=study.title, metrics=stats, figures=figures, notes=_notes(run),
-        references=references, regions=described, formats=study.output.formats,
-        intro=f"{len(db)} geometries ({study.geometries.source}); an ANI model pre-trained on "
-              f"{low} and carried to {high} from {len(train_idx)} training and {len(val_idx)} "
-              f"validation points. Errors in kcal/mol. Study file: study.toml.",
-        extra={"seed": study.seed, "times_s": times,
-               "high_level_points": {"train": train_idx.tolist(),
-                                     "validation": val_idx.tolist()},
-               "steps": {k: s.key[:16] for k, s in run.steps.items()}})
+    return figures
 
 
 def _histories(run: Any, names: Any) -> dict[str, Any]:
