@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/bench_uncertainty.py [--seeds 0 1 2] [--budget 16] [--system water]
 
-On one system of the transfer suite (bench/transfer_suite; default water: HF/cc-pVDZ ->
+On one system of the transfer suite (bench/transfer_suite; default water: HF/STO-3G ->
 CCSD(T)/cc-pVDZ, 300 geometries), an ensemble of three independently pre-trained models
 (``levelup.fit`` with the default ``TrainConfig(seed=k)``, k = 0, 1, 2, on the low level's
 energies of every geometry; the same cached files as bench/bench_transfer_suite.py's
@@ -15,7 +15,8 @@ with the ensemble mean's actual error against the high level: ``report.metrics.c
 
 The benchmark seed changes the points and the recipe's folds; the three pre-trained members are
 the same for every seed. Per-seed results are cached in bench/_work/uncertainty/ (delete to
-recompute). Writes the "uncertainty" section of bench/RESULTS.md and bench/uncertainty.png.
+recompute). Writes the "uncertainty" section of bench/RESULTS.md and bench/uncertainty.png
+(water; another system: "uncertainty-<system>" and bench/uncertainty-<system>.png).
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def report(name: str, budget: int, records: dict[int, dict], command: str) -> st
     fig = spread_vs_error({f"seed {s}": (records[s]["errors"], records[s]["spread"])
                            for s in seeds},
                           title=f"{name}, {budget} high-level points, 3-member ensemble")
-    save_figure(fig, HERE / "uncertainty.png", formats=("png",))
+    stem = "uncertainty" if name == "water" else f"uncertainty-{name}"  # one section per system
+    save_figure(fig, HERE / f"{stem}.png", formats=("png",))
     body = (
         f"{name} (transfer suite), an ensemble of 3 models pre-trained on the low level "
         f"(TrainConfig seeds {', '.join(map(str, MEMBERS))}), each transferred by the default "
@@ -130,8 +132,8 @@ def report(name: str, budget: int, records: dict[int, dict], command: str) -> st
         "(standard deviation over members) against the ensemble mean's error vs the high level "
         "(`levelup.report.metrics.calibration`). Well-calibrated Gaussian errors would put 0.68 "
         "within 1 sigma and 0.95 within 2 sigma, with the RMS spread equal to the RMSE.\n\n"
-        f"{table}\n\n{reading(records)}\n\n![spread vs error](uncertainty.png)\n")
-    write_section("uncertainty", "Ensemble spread as an error bar after transfer (issue 14)",
+        f"{table}\n\n{reading(records)}\n\n![spread vs error]({stem}.png)\n")
+    write_section(stem, f"Ensemble spread as an error bar after transfer: {name} (issue 14)",
                   body, command)
     return table
 
