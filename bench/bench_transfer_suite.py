@@ -228,7 +228,13 @@ def main() -> None:
                         f"with --slow {' '.join(SLOW[:3])})")
     parser.add_argument("--slow", action="store_true", help="the gradient-trained rows")
     parser.add_argument("--report", action="store_true", help="write the tables only")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="write the runs' JSON here instead (a re-measurement beside the "
+                        "stored runs; --report reads only the default folder)")
     args = parser.parse_args()
+    if args.results is not None:
+        global RESULTS
+        RESULTS = args.results
     torch.set_num_threads(1)
     if args.report:
         from suite_report import report
