@@ -92,12 +92,9 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
             levelup.fit(model, db, property=low, config=levelup.TrainConfig(seed=seed),
                         progress=False)
         else:  # MLatom's networks and recipe, as levelup.compat.mlatom trains
-            from levelup.train.loop import torchani_groups
-            from levelup.transfer.tutorialprotocol import mlatom_model as new_model
+            from levelup.transfer.tutorialprotocol import mlatom_pretrain
 
-            model = new_model(sorted(set(db.elements)), torch.Generator().manual_seed(seed))
-            levelup.fit(model, db, property=low, config=levelup.TrainConfig.mlatom(seed=seed),
-                        param_groups=torchani_groups(model), progress=False)
+            model, _ = mlatom_pretrain(db, low, seed=seed)
         seconds = time.perf_counter() - start
         model.save(path, metadata={"seconds": seconds})
     rmse = float(np.sqrt(np.mean((model.predict(db).energies - np.asarray(db.get(low))) ** 2))
@@ -108,18 +105,9 @@ def pretrained(name: str, db: levelup.Database, low: str, seed: int, kind: str =
 def compat_transfer(pre, train, val, high: str, seed: int, history: list | None = None):
     """MLatom's tutorial step as levelup.compat.mlatom maps it (the fit's History appended to
     ``history`` when given)."""
-    import copy
+    from levelup.transfer.tutorialprotocol import mlatom_transfer
 
-    from levelup.train.loop import torchani_groups
-    from levelup.transfer.selfenergies import refit_self_energies
-    from levelup.transfer.surgery import freeze
-
-    model = copy.deepcopy(pre)
-    freeze(model, [0, -1])
-    refit_self_energies(model, train, high)
-    record = levelup.fit(model, train, val, property=high, progress=False,
-                         config=levelup.TrainConfig.mlatom(learning_rate=1e-4, seed=seed),
-                         param_groups=torchani_groups(model))
+    model, record = mlatom_transfer(pre, train, val, high=high, seed=seed)
     if history is not None:
         history.append(record)
     return model

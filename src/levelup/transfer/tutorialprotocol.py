@@ -9,6 +9,7 @@ at learning rate 1e-4 on the high-level points with a fresh optimizer. Energies 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable
 
@@ -55,18 +56,24 @@ def mlatom_model(elements: Iterable[str | int], generator: torch.Generator | Non
     return model
 
 
-def tutorial_protocol(db: Database, train: Database, validation: Database | None, *, low: str,
-                      high: str, seed: int = 0, progress: bool = False
-                      ) -> tuple[ANIModel, History]:
-    """MLatom's protocol end to end: pre-train a :func:`mlatom_model` on ``low`` over ``db``,
-    then transfer it to ``high`` on ``train`` (``validation`` for early stopping).
-
+def mlatom_pretrain(db: Database, low: str, *, seed: int = 0, progress: bool = False
+                    ) -> tuple[ANIModel, History]:
+    """A :func:`mlatom_model` trained on the energies ``low`` of every geometry of ``db`` with
+    MLatom's recipe (``TrainConfig.mlatom()``, AdamW on the weights, SGD on the biases).
     ``seed`` drives the initial weights (a generator of its own, so torch's global one is left
-    alone) and the training's random choices. Returns (model, the fine-tuning's History).
-    """
+    alone) and the training's random choices."""
     model = mlatom_model(sorted(set(db.elements)), torch.Generator().manual_seed(seed))
-    fit(model, db, property=low, progress=progress, config=TrainConfig.mlatom(seed=seed),
-        param_groups=torchani_groups(model))
+    history = fit(model, db, property=low, progress=progress,
+                  config=TrainConfig.mlatom(seed=seed), param_groups=torchani_groups(model))
+    return model, history
+
+
+def mlatom_transfer(pretrained: ANIModel, train: Database, validation: Database | None, *,
+                    high: str, seed: int = 0, progress: bool = False) -> tuple[ANIModel, History]:
+    """MLatom's transfer step on a copy of ``pretrained``: layers [0, -1] frozen (MLatom's
+    ``fix_layers([[0, 6]])``), self energies refitted to ``high`` on ``train``, fine-tuned at
+    learning rate 1e-4 with a fresh optimizer (``validation`` for early stopping)."""
+    model = copy.deepcopy(pretrained)
     freeze(model, [0, -1])
     refit_self_energies(model, train, high)
     history = fit(model, train, validation, property=high, progress=progress,
@@ -75,4 +82,16 @@ def tutorial_protocol(db: Database, train: Database, validation: Database | None
     return model, history
 
 
-__all__ = ["MLATOM_HIDDEN", "mlatom_model", "tutorial_protocol"]
+def tutorial_protocol(db: Database, train: Database, validation: Database | None, *, low: str,
+                      high: str, seed: int = 0, progress: bool = False
+                      ) -> tuple[ANIModel, History]:
+    """MLatom's protocol end to end: :func:`mlatom_pretrain` on ``low`` over ``db``, then
+    :func:`mlatom_transfer` to ``high`` on ``train``. Returns (model, the fine-tuning's
+    History)."""
+    pretrained, _ = mlatom_pretrain(db, low, seed=seed, progress=progress)
+    return mlatom_transfer(pretrained, train, validation, high=high, seed=seed,
+                           progress=progress)
+
+
+__all__ = ["MLATOM_HIDDEN", "mlatom_model", "mlatom_pretrain", "mlatom_transfer",
+           "tutorial_protocol"]
