@@ -39,9 +39,13 @@ class _Lines:
 
 
 def _is_terminal(stream: IO[str]) -> bool:
+    """A terminal tqdm can draw on: a tty with a width (a new pseudo-terminal is 0 x 0, where
+    tqdm's in-place bar draws nothing: such a stream gets the plain lines instead)."""
+    import os
+
     try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # closed or stream-like objects without isatty
+        return bool(stream.isatty()) and os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):  # closed, not a file, or no size to ask
         return False
 
 
