@@ -156,14 +156,20 @@ def _draw_band(ax: Axes, x: np.ndarray, centre: np.ndarray, sigma: np.ndarray, n
                     alpha=0.2, linewidth=0, label=f"{name} ± {BAND_SIGMAS:g}σ", zorder=1)
 
 
+def _pair(value: Any, what: str, shape: str) -> tuple[Any, Any]:
+    """``value`` as two items, or a DataError saying ``what`` must be a pair ``shape``."""
+    try:
+        first, second = value
+    except (TypeError, ValueError):
+        raise DataError(f"{what} must be a pair {shape}; got {value!r}") from None
+    return first, second
+
+
 def _draw_points(ax: Axes, points: Mapping[str, tuple[Any, Any]], shift: float, factor: float,
                  styles: Mapping[str, Mapping[str, Any]] | None) -> None:
     """Each set of points (x, energies in Hartree) as markers without lines."""
     for i, (name, pair) in enumerate(points.items()):
-        try:
-            px, py = pair
-        except (TypeError, ValueError):
-            raise DataError(f"points {name!r} must be a pair (x, energies); got {pair!r}") from None
+        px, py = _pair(pair, f"points {name!r}", "(x, energies)")
         px = vector(px, f"x of points {name!r}")
         py = vector(py, f"energies of points {name!r}", len(px))
         style = {"marker": MARKERS[i % len(MARKERS)], "linestyle": "none", "markersize": 7,
@@ -330,10 +336,7 @@ def spread_vs_error(
     fig, ax = new_figure((5.8, 5.6))
     right = top = 0.0
     for i, (name, pair) in enumerate(sets.items()):
-        try:
-            errors, spread = pair
-        except (TypeError, ValueError):
-            raise DataError(f"set {name!r} must be a pair (errors, spread); got {pair!r}") from None
+        errors, spread = _pair(pair, f"set {name!r}", "(errors, spread)")
         e = vector(errors, f"errors of {name!r}")
         sigma = vector(spread, f"spread of {name!r}", len(e))
         cal = calibration(e, sigma)
