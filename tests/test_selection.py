@@ -68,11 +68,62 @@ def test_farthest_points_take_both_ends_of_the_h2_scan(pool, model):
         assert {0, 450} <= set(chosen), chosen
 
 
+def test_design_is_deterministic_distinct_and_within_budget(pool, model):
+    for budget in (1, 5, 12):
+        first = levelup.select(pool, budget, "design", model=model)
+        assert first == levelup.select(pool, budget, "design", model=model, seed=7)
+        assert len(first.indices) == budget == len(set(first.indices))
+        assert all(0 <= i < len(pool) for i in first.indices)
+    ensemble = levelup.Ensemble([model, levelup.ANIModel(["H"], hidden=(16, 16), seed=1)])
+    chosen = levelup.select(pool, 8, "design", model=ensemble).indices
+    assert len(set(chosen)) == 8
+
+
+def _summed_posterior_variance(phi, prior, rows, noise):
+    """The summed GP posterior variance over every row of ``phi`` after labelling ``rows``,
+    by the textbook formula (no update tricks)."""
+    kernel = (phi * prior) @ phi.T
+    if not rows:
+        return float(np.trace(kernel))
+    rows = list(rows)
+    inner = kernel[np.ix_(rows, rows)] + noise * np.eye(len(rows))
+    cross = kernel[:, rows]
+    return float(np.trace(kernel - cross @ np.linalg.solve(inner, cross.T)))
+
+
+def test_design_picks_the_largest_drop_in_summed_posterior_variance():
+    from levelup.selection.design import NOISE, integrated_variance_design
+
+    rng = np.random.default_rng(0)
+    # a crowded cluster of 40 rows, a sparse one of 5, and one outlier; 6 features + 1 "bias"
+    phi = np.concatenate([rng.normal(0, 0.1, (40, 6)) + 1.0, rng.normal(0, 0.1, (5, 6)) - 1.0,
+                          np.full((1, 6), 4.0)])
+    phi = np.concatenate([phi, np.full((len(phi), 1), 2.0)], 1)
+    prior = np.array([1.0] * 6 + [1e3])
+    chosen = integrated_variance_design(phi, prior, 4)
+    noise = NOISE * float(np.mean(np.sum(phi[:, :6] ** 2, 1)))
+    for step in range(4):
+        before = list(chosen[:step])
+        totals = [_summed_posterior_variance(phi, prior, before + [j], noise)
+                  if j not in before else np.inf for j in range(len(phi))]
+        assert chosen[step] == int(np.argmin(totals))
+    assert chosen[0] < 40  # the first point stands for the crowd, not the outlier
+
+
+def test_design_refuses_a_pool_the_model_cannot_describe(model):
+    from ase.build import molecule
+
+    water = levelup.Database.from_ase([molecule("H2O")])
+    with pytest.raises(DataError, match="elements \\[8\\]"):
+        levelup.select(water, 1, "design", model=model)
+
+
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"budget": 500}, DataError, "451 geometries, fewer than the budget of 500"),
     ({"budget": 0}, ConfigError, "budget must be a whole number >= 1"),
     ({"budget": 5, "method": "best"}, ConfigError, "choose one of every, random, fps"),
     ({"budget": 5, "method": "committee", "high": HIGH}, ConfigError, "pre-trained model"),
+    ({"budget": 5, "method": "design"}, ConfigError, "design strategy needs the pre-trained"),
     ({"budget": 5, "method": "committee", "model": "m"}, ConfigError, "high level"),
     ({"budget": 5, "method": "committee", "model": "m", "high": HIGH, "batch": 6},
      ConfigError, "batch must be a whole number from 1 to the budget (5)"),
@@ -174,6 +225,11 @@ def test_cli_writes_the_chosen_geometries(pool, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("levelup: error: --method committee needs --model and --high")
     assert err.count("\n") == 1
+    assert main(["select", str(tmp_path / "pool.h5"), "--budget", "6", "--method", "design",
+                 "-o", str(tmp_path / "d.h5")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("levelup: error: --method design needs --model")
+    assert err.count("\n") == 1 and not (tmp_path / "d.h5").exists()
 
 
 def test_committee_reads_high_energies_the_pool_holds(pool, model):

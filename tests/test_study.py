@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import levelup
 from levelup.errors import ConfigError
 from levelup.study.reader import parse_study, read_study
 from levelup.study.runner import build_geometries, run_study, select
@@ -207,6 +208,23 @@ def test_committee_selection_chooses_after_pretraining_and_reports_its_rounds(tm
     again = run_study(write_study(tmp_path, text), progress=False)
     assert again.steps["selection"].status == "reused"
     assert again.metrics == result.metrics
+
+
+def test_design_selection_chooses_for_the_pretrained_model(tmp_path):
+    """[selection] method = "design": the points come from Bayesian design on the pre-trained
+    model (levelup.select with that model), after the pre-training; the report says so."""
+    from levelup.selection.select import select as choose
+
+    text = (SMALL.replace('method = "every"\nstep = 3\nvalidation_every = 4',
+                          'method = "design"\ncount = 6')
+            .replace('seed = 0\n', 'seed = 0\ncompare = ["transfer"]\n'))
+    result = run_study(write_study(tmp_path, text), progress=False)
+    assert list(result.steps) == ["labels", "pretrained", "transfer", "outputs"]
+    train = result.metrics["high_level_points"]["train"]
+    pretrained = levelup.load_model(result.steps["pretrained"].file)
+    db = build_geometries(read_study(tmp_path / "study.toml").geometries)
+    assert sorted(train) == sorted(choose(db, 6, "design", model=pretrained).indices)
+    assert "Bayesian design" in (tmp_path / "run" / "report.md").read_text()
 
 
 def test_fps_selection_is_levelup_selects_farthest_points():

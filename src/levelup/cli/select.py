@@ -2,7 +2,8 @@
 expensive level of theory.
 
 Methods: ``every`` (evenly spaced, the tutorial's every k-th), ``random`` (seeded), ``fps``
-(farthest points in AEV space) and ``committee`` (query by committee: label at the high level
+(farthest points in AEV space), ``design`` (Bayesian design for the pre-trained model's
+transfer: no label needed) and ``committee`` (query by committee: label at the high level
 where a committee of transferred models disagrees most, a batch at a time, until the budget is
 spent or its predicted error is below --target). Every committee label goes through the label
 cache, so a killed run started again recomputes none.
@@ -29,6 +30,7 @@ from levelup.selection.select import METHODS, select
 EXAMPLE = """examples:
   levelup select h2_hf.h5 --budget 12 --method every -o chosen.h5
   levelup select pool.h5 --budget 16 --method fps --model pretrained.pt -o chosen.h5
+  levelup select pool.h5 --budget 16 --method design --model pretrained.pt -o chosen.h5
   levelup select h2_hf.h5 --budget 12 --method committee --model pretrained.pt \\
       --high CISD/cc-pVDZ --batch 2 --target 0.5 --state run.json -o chosen.h5
 
@@ -49,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "calculations to spend)")
     p.add_argument("--method", choices=METHODS, default="every", help="strategy (default: "
                    "%(default)s)")
-    p.add_argument("--model", help="pre-trained model file (.pt): needed by committee; gives "
+    p.add_argument("--model", help="pre-trained model file (.pt): needed by design and "
+                   "committee; gives "
                    "fps its AEV parameters (default: ANI-1x's)")
     p.add_argument("--high", help='high level for the committee, e.g. "CISD/cc-pVDZ"')
     p.add_argument("--batch", type=int, help="geometries per committee round (default: "
@@ -81,6 +84,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         if missing:
             raise ConfigError(f"--method committee needs {' and '.join(missing)} (e.g. --model "
                               "pretrained.pt --high CISD/cc-pVDZ)")
+    if args.method == "design" and args.model is None:
+        raise ConfigError("--method design needs --model (the pre-trained model it chooses "
+                          "for, e.g. --model pretrained.pt)")
     if args.cache and Path(args.cache).is_dir():
         raise ConfigError(f"--cache {args.cache} is a folder: give a file, e.g. "
                           f"{Path(args.cache) / 'labels.sqlite'}")

@@ -6,6 +6,9 @@
 ``random``     distinct rows drawn with ``seed``
 ``fps``        farthest points in AEV space (:mod:`levelup.selection.descriptors`), from a
                pre-trained model's AEV parameters or ANI-1x's
+``design``     Bayesian experimental design for the default transfer (:mod:`levelup.selection.
+               design`): the geometries whose labels most lower the transferred model's summed
+               predictive variance over the pool; needs the pre-trained model, no label
 ``committee``  query by committee (:mod:`levelup.selection.committee`): labels at the high
                level where a committee of transferred models disagrees most, a batch at a
                time, until ``budget`` or ``target``
@@ -35,7 +38,7 @@ from levelup.selection.committee import (
 from levelup.selection.descriptors import aev_descriptors, farthest_points
 from levelup.selection.strategies import every_kth, random_rows
 
-METHODS = ("every", "random", "fps", "committee")
+METHODS = ("every", "random", "fps", "design", "committee")
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class SelectionResult:
     """The geometries chosen, in the order chosen.
 
     Attributes:
-        method: the strategy ("every", "random", "fps", "committee").
+        method: the strategy ("every", "random", "fps", "design", "committee").
         indices: pool rows (K,), in the order chosen, never one twice.
         rounds: the round that chose each row (0 for every row but the committee's later ones).
         history: the committee's rounds (:class:`~levelup.selection.committee.Round`: rows,
@@ -83,10 +86,10 @@ def select(pool: Database, budget: int, method: str = "every", *, seed: int = 0,
     Args:
         pool: the candidate geometries (a :class:`~levelup.data.Database`).
         budget: how many to choose (high-level calculations to spend), 1 to ``len(pool)``.
-        method: "every", "random", "fps" or "committee".
+        method: "every", "random", "fps", "design" or "committee".
         seed: seeds "random" and the committee's bootstrap draws; same seed, same choice.
         model: the pre-trained model (ANIModel or Ensemble, or a model file's path): needed
-            by "committee"; gives "fps" its AEV parameters (default ANI-1x's).
+            by "design" and "committee"; gives "fps" its AEV parameters (default ANI-1x's).
         high: the high level ("method/basis") the committee labels with. Where the pool
             already holds a finite energy in a property of that name (e.g. a pool labelled at
             both levels), the committee reads it instead of labelling (``reused`` in its rounds).
@@ -106,31 +109,37 @@ def select(pool: Database, budget: int, method: str = "every", *, seed: int = 0,
         workers: parallel high-level calculations (default: the labeller's).
 
     Raises:
-        ConfigError: an unknown method, budget < 1, a bad batch or target, a committee
-            without ``model`` or ``high``.
+        ConfigError: an unknown method, budget < 1, a bad batch or target, a design or
+            committee without ``model``, a committee without ``high``.
         DataError: a pool smaller than the budget, or without the ``low`` property.
     """
     batch = _check(pool, budget, method, model=model, high=high, batch=batch, target=target,
                    low=low, members=members)
-    n = len(pool)
-    if method == "every":
-        return SelectionResult(method, _ints(every_kth(n, budget)), (0,) * budget, pool_size=n)
-    if method == "random":
-        return SelectionResult(method, _ints(random_rows(n, budget, seed)), (0,) * budget,
-                               pool_size=n)
-    model = _model(model)
+    model = None if model is None else _model(model)
+    if method != "committee":
+        rows = _label_free(pool, budget, method, seed, model)
+        return SelectionResult(method, _ints(rows), (0,) * budget, pool_size=len(pool))
     if method == "committee" and budget < minimum_budget(model):
         raise ConfigError(f"query by committee needs a budget of at least "
                           f"{minimum_budget(model)} (the transfer's cross-validation needs "
                           f"{FEWEST} points, and bootstrap members of one model one more to "
                           f"differ); got {budget}: use method='fps' for fewer points")
-    descriptors = aev_descriptors(pool, model)
-    if method == "fps":
-        return SelectionResult(method, _ints(farthest_points(descriptors, budget)),
-                               (0,) * budget, pool_size=n)
-    return _committee(pool, descriptors, CommitteeRun(
+    return _committee(pool, aev_descriptors(pool, model), CommitteeRun(
         pretrained=model, high=high, budget=budget, batch=batch, target=target, seed=seed,
         members=members, recipe=recipe, cache=cache, workers=workers, progress=progress), state)
+
+
+def _label_free(pool: Database, budget: int, method: str, seed: int, model: Any) -> Any:
+    """The rows chosen by the strategies that need no label: every, random, fps, design."""
+    if method == "every":
+        return every_kth(len(pool), budget)
+    if method == "random":
+        return random_rows(len(pool), budget, seed)
+    if method == "fps":
+        return farthest_points(aev_descriptors(pool, model), budget)
+    from levelup.selection.design import design_rows
+
+    return design_rows(pool, model, budget)
 
 
 def _committee(pool: Database, descriptors: np.ndarray, run: CommitteeRun,
@@ -187,6 +196,10 @@ def _check(pool: Database, budget: int, method: str, *, model: Any, high: str | 
     if low is not None:
         _check_low(pool, low, method)
     batch = max(1, budget // 4) if batch is None else batch
+    if method == "design" and model is None:
+        raise ConfigError("the design strategy needs the pre-trained model (model=, an ANIModel "
+                          "or Ensemble or a model file, e.g. 'pretrained.pt'): it chooses for "
+                          "that model's transfer")
     if method != "committee":
         return batch
     if model is None:

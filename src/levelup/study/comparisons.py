@@ -132,6 +132,19 @@ def committee_step(run: StudyRun, db: Database) -> np.ndarray:
     return np.asarray(result.indices, dtype=np.int64)
 
 
+def design_step(run: StudyRun, db: Database) -> np.ndarray:
+    """``[selection] method = "design"``: the high-level points chosen by Bayesian design for
+    the pre-trained model's transfer (:mod:`levelup.selection.design`; no label needed, under a
+    second for a few hundred geometries, so it is not cached). Returns the chosen rows,
+    sorted."""
+    from levelup.selection.select import select
+
+    result = select(db, run.study.selection.count, "design", model=run.model("pretrained"))
+    run.log(f"selection: {len(result.indices)} points by Bayesian design on the pre-trained "
+            f"model (rows {sorted(result.indices)})")
+    return np.sort(np.asarray(result.indices, dtype=np.int64))
+
+
 def _saved_selection(path: Any, key: str) -> dict[str, Any] | None:
     """The run folder's selection.json when it was finished with ``key``, else None."""
     import json
@@ -235,5 +248,5 @@ def delta_step(run: StudyRun, data: Points, arch: dict[str, Any],
                              "config": study.delta.to_dict(), **base}, neural, metadata)
 
 
-__all__ = ["Points", "architecture", "committee_step", "delta_step", "model_factory", "points",
-           "pretrain_step", "scratch_step", "transfer_step", "tutorial_step"]
+__all__ = ["Points", "architecture", "committee_step", "delta_step", "design_step",
+           "model_factory", "points", "pretrain_step", "scratch_step", "transfer_step", "tutorial_step"]

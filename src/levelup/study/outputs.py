@@ -172,7 +172,13 @@ def _selection_figure(rounds: list[dict[str, Any]]) -> Any:
 
 
 def _selection_note(run: Any) -> list[str]:
-    """Which points the committee chose, in which round, and how sure it then was."""
+    """Which points the committee chose, in which round, and how sure it then was; or that
+    Bayesian design chose them."""
+    if run.study.selection.method == "design":
+        return [f"selection: {run.study.selection.count} points by Bayesian design for the "
+                "pre-trained model's transfer (levelup.select method 'design': the geometries "
+                "whose labels most lower the summed predictive variance over the study's "
+                "geometries)."]
     rounds = _selection_rounds(run)
     if not rounds:
         return []

@@ -157,7 +157,7 @@ def _check_distortions(found: Geometries, table: Mapping[str, Any]) -> None:
 def _selection(table: Mapping[str, Any], seed: int) -> Selection:
     method: Method = convert(table.get("method"), Method, "[selection] method")
     required = {"every": ("step",), "random": ("count",), "indices": ("indices",),
-                "fps": ("count",), "committee": ("count",)}.get(method, ())
+                "fps": ("count",), "design": ("count",), "committee": ("count",)}.get(method, ())
     found = _load(Selection, table, f"[selection] with method = {method!r}",
                   valid=("method", *METHODS[method]), required=required,
                   **({"seed": seed} if method in ("random", "committee") else {}))
@@ -166,7 +166,7 @@ def _selection(table: Mapping[str, Any], seed: int) -> Selection:
     if method == "every" and (found.step < 1 or found.offset < 0):
         raise ConfigError(f"[selection] needs step >= 1 and offset >= 0; got step {found.step}, "
                           f"offset {found.offset}")
-    if method in ("random", "fps", "committee") and found.count < 1:
+    if method in ("random", "fps", "design", "committee") and found.count < 1:
         raise ConfigError(f"[selection] count must be >= 1; got {found.count}")
     if method == "committee" and (found.batch < 0 or found.target < 0 or found.members < 2):
         raise ConfigError(f"[selection] needs batch >= 0, target >= 0 and members >= 2; got batch "

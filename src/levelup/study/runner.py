@@ -40,6 +40,9 @@ from levelup.study.reader import read_study
 from levelup.study.schema import Study
 from levelup.study.steps import StepRecord, StudyRun
 
+#: ``[selection] method``s that choose for the pre-trained model, so run after it
+AFTER_PRETRAINING = ("design", "committee")
+
 
 @dataclass(frozen=True)
 class StudyResult:
@@ -108,14 +111,15 @@ def _execute(run: StudyRun) -> StudyResult:
     db = build_geometries(study.geometries, cache=run.cache, progress=run.progress)
     if len(db) < 2:
         raise DataError(f"the study has {len(db)} geometries; it needs at least 2")
-    committee = study.selection.method == "committee"
+    method = study.selection.method
     train_idx, val_idx = _chosen(study, db)
     db = run.labels(db, np.concatenate([train_idx, val_idx]))
     elements, arch = comparisons.architecture(study, db)
     new_model = comparisons.model_factory(study, elements)
     comparisons.pretrain_step(run, db, arch, new_model)
-    if committee:  # the points depend on the pre-trained model
-        train_idx = comparisons.committee_step(run, db)
+    if method in AFTER_PRETRAINING:  # the points depend on the pre-trained model
+        train_idx = (comparisons.committee_step(run, db) if method == "committee"
+                     else comparisons.design_step(run, db))
         db = run.labels(db, train_idx)
     run.log(f"geometries: {len(db)} ({study.geometries.source}); high-level points: "
             f"{len(train_idx)} to train, {len(val_idx)} to validate")
@@ -134,8 +138,9 @@ def _execute(run: StudyRun) -> StudyResult:
 
 
 def _chosen(study: Study, db: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows, validation rows) known before any model: none yet for a committee."""
-    if study.selection.method == "committee":
+    """(training rows, validation rows) known before any model: none yet for the selections
+    that choose for the pre-trained model (:data:`AFTER_PRETRAINING`)."""
+    if study.selection.method in AFTER_PRETRAINING:
         empty = np.array([], dtype=np.int64)
         return empty, empty
     train_idx, val_idx = select(study.selection, db)

@@ -15,7 +15,8 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
     high = "CISD/cc-pVDZ"                     # the few expensive labels
 
     [selection]                               # which geometries get the high level
-    method = "tutorial"                       # | "every" | "random" | "indices" | "fps" | "committee"
+    method = "tutorial"                       # | "every" | "random" | "indices" | "fps" | "design"
+    #                                           | "committee"
 
     [model]                                   # the ANI architecture (default ANI-1x networks)
     [train]                                   # TrainConfig keys shared by pretrain, scratch and
@@ -70,7 +71,7 @@ SOURCES = {
     "file": ("path",),
 }
 #: How the high-level geometries are chosen (``[selection] method``).
-Method = Literal["tutorial", "every", "random", "indices", "fps", "committee"]
+Method = Literal["tutorial", "every", "random", "indices", "fps", "design", "committee"]
 #: Selection methods and the keys each takes (besides ``method``).
 METHODS = {
     "tutorial": (),
@@ -78,6 +79,7 @@ METHODS = {
     "random": ("count", "seed", "validation_every"),
     "indices": ("indices", "validation"),
     "fps": ("count", "validation_every"),
+    "design": ("count",),
     "committee": ("count", "seed", "batch", "target", "members"),
 }
 #: The tables (and top-level keys) of a study file.
@@ -134,12 +136,14 @@ class Selection:
     method: Method  # "tutorial": every 40th geometry, every 10th of those validates (MLatom's
     #              tutorial: 10 + 2 points of 451); "every": every `step`-th from `offset`;
     #              "random": `count` at random; "indices": explicit `indices` and `validation`;
-    #              "fps": `count` farthest points in AEV space; "committee": `count` chosen by
-    #              query by committee on the pre-trained model (levelup.select), `batch` a round
-    #              until `target` (kcal/mol) or the budget; no validation points
+    #              "fps": `count` farthest points in AEV space; "design": `count` by Bayesian
+    #              design for the pre-trained model's transfer (levelup.select; no validation
+    #              points); "committee": `count` chosen by query by committee on the
+    #              pre-trained model (levelup.select), `batch` a round until `target`
+    #              (kcal/mol) or the budget; no validation points
     step: int = 0  # every: take every step-th geometry
     offset: int = 0  # every: starting at this index
-    count: int = 0  # random, fps, committee: how many geometries (the high-level budget)
+    count: int = 0  # random, fps, design, committee: how many geometries (the high-level budget)
     seed: int = 0  # random, committee: seed of the draws (default: the study's)
     validation_every: int = 0  # every, random: of the chosen points (in geometry order) the
     #                            1st, (k+1)-th, ... validate; 0: none
