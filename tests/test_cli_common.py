@@ -106,6 +106,8 @@ BAD_INPUTS = {
                          "P", "-o", "{tmp}/p.png"],
     ("plot", "history"): ["plot", "history", "{tmp}/missing.json", "-o", "{tmp}/h.png"],
     ("predict",): ["predict", "{tmp}/missing.pt", "{tmp}/missing.h5", "-o", "{tmp}/x.h5"],
+    ("properties",): ["properties", "{tmp}/missing.xyz", "--level", "HF/STO-3G", "-o",
+                      "{tmp}/x.json"],
     ("pretrained",): ["pretrained", "ani-1x", "--download-only", "-o", "{tmp}/x.pt"],
     ("run",): ["run", "{tmp}/missing.toml"],
     ("select",): ["select", "{tmp}/missing.h5", "--budget", "3", "-o", "{tmp}/x.h5"],
