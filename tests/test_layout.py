@@ -21,7 +21,7 @@ RANK = {
     "data": 2, "report": 2,
     "qm": 3, "model": 3,
     "train": 4, "properties": 4, "ase": 4,
-    "transfer": 5,
+    "transfer": 5, "explore": 5,
     "selection": 6,
     "study": 7,
     "compat": 8,

@@ -3,6 +3,8 @@
   scan     copies of a structure along a bond length, an angle or a dihedral
   distort  random Cartesian distortions, or Boltzmann-sampled normal-mode distortions
   read     xyz/extxyz (any file ASE reads) into one database
+  md       frames of Langevin dynamics on a model or a level of theory
+  neb      a nudged elastic band path between two structures (and distortions around it)
 
 STRUCTURE is any file ASE reads, or a native .h5 database, holding one molecule (or choose one
 with --index). Atom indices count from 0; distances in Angstrom, angles in degrees. OUTPUT is a
@@ -12,15 +14,15 @@ native .h5 database, or any format ASE writes (extxyz for .xyz).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from levelup.cli._buildexplore import add_parsers as add_explore_parsers
+from levelup.cli._buildexplore import write_pool
 from levelup.cli.common import (
     check_number,
     molecules_file,
     output_file,
     read_database,
     read_model,
-    write_database,
 )
 from levelup.data import Database
 from levelup.data.sampling import (
@@ -43,7 +45,9 @@ EXAMPLE = """examples:
   levelup build distort water.xyz --n 150 --amplitude 0.1 --seed 0 -o water.h5
   levelup build distort water.xyz --n 150 --normal-modes --level HF/STO-3G --temperature 500 -o nms.h5
   levelup build distort water.xyz --n 150 --normal-modes --model water.pt -o nms.h5
-  levelup build read frames/*.xyz more.extxyz -o all.h5"""
+  levelup build read frames/*.xyz more.extxyz -o all.h5
+  levelup build md water.xyz --model water_hf.pt --temperature 500 --steps 4000 --every 20 -o md.h5
+  levelup build neb nh3.xyz nh3_inverted.xyz --model nh3_hf.pt --images 9 -o path.h5"""
 
 SCAN_EXAMPLE = """examples:
   levelup build scan h2.xyz --bond 0 1 --from 0.5 --to 2.5 --step 0.05 -o h2_scan.h5
@@ -75,8 +79,9 @@ wrote keep their units and levels."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``levelup build`` (scan, distort, read) on the CLI's subcommand parser."""
-    p = sub.add_parser("build", help="build geometries: scans, distortions, files to a database",
+    """Register ``levelup build`` (scan, distort, read, md, neb) on the CLI's subcommand parser."""
+    p = sub.add_parser("build", help="build geometries: scans, distortions, dynamics, paths, "
+                       "files to a database",
                        description=__doc__, epilog=EXAMPLE,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="build_kind", metavar="KIND", required=True)
@@ -128,6 +133,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     read.add_argument("files", nargs="+", metavar="FILE", help="xyz, extxyz or any file ASE reads")
     read.add_argument("-o", "--output", required=True, metavar="PATH", help="database to write")
     read.set_defaults(func=run_read)
+    add_explore_parsers(kinds)
 
 
 def _structure_args(p: argparse.ArgumentParser) -> None:
@@ -136,14 +142,6 @@ def _structure_args(p: argparse.ArgumentParser) -> None:
                    "(0-based; -1 for the last)")
     p.add_argument("-o", "--output", required=True, metavar="PATH",
                    help="database to write: .h5 (native) or any format ASE writes")
-
-
-def _write(db: Database, path: str, what: str) -> None:
-    out = Path(path)
-    write_database(db, out)
-    formulas = sorted(set(db.formulas))
-    print(f"{out}: {len(db)} {what} ({', '.join(formulas[:5])}"
-          f"{', ...' if len(formulas) > 5 else ''})")
 
 
 def _structure(args: argparse.Namespace, inputs: list[str | None]) -> object:
@@ -167,7 +165,7 @@ def run_scan(args: argparse.Namespace) -> int:
     else:
         db = scan_dihedral(mol, *args.dihedral, values, move=args.move)
         what = f"geometries along the {'-'.join(map(str, args.dihedral))} dihedral"
-    _write(db, args.output, f"{what}, {values[0]:g} to {values[-1]:g}")
+    write_pool(db, args.output, f"{what}, {values[0]:g} to {values[-1]:g}")
     return 0
 
 
@@ -192,13 +190,13 @@ def run_distort(args: argparse.Namespace) -> int:
     if not args.normal_modes:
         amplitude = 0.1 if args.amplitude is None else args.amplitude
         db = random_distortions(mol, args.n, amplitude, seed=args.seed)
-        _write(db, args.output, f"random distortions (up to {amplitude:g} Angstrom per "
+        write_pool(db, args.output, f"random distortions (up to {amplitude:g} Angstrom per "
                "coordinate)")
         return 0
     source = args.model or args.level or "HF/STO-3G"
     h = hessian(mol, source, cache=args.cache, progress=not args.quiet)
     db = normal_mode_distortions(mol, h, args.n, temperature=args.temperature, seed=args.seed)
-    _write(db, args.output, f"normal-mode distortions at {args.temperature:g} K (Hessian from "
+    write_pool(db, args.output, f"normal-mode distortions at {args.temperature:g} K (Hessian from "
            f"{source})")
     return 0
 
@@ -210,5 +208,5 @@ def run_read(args: argparse.Namespace) -> int:
         molecules_file(f)
     parts = [read_database(f) for f in args.files]
     db = Database.concatenate(parts)
-    _write(db, args.output, f"molecules from {len(args.files)} file(s)")
+    write_pool(db, args.output, f"molecules from {len(args.files)} file(s)")
     return 0

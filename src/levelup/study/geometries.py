@@ -1,6 +1,7 @@
 """A study's geometries and its high-level points: built from the ``[geometries]`` table (the
-tutorial's H2 scan, a scan, distortions or a file), the coordinate errors are reported along, and
-the ``[selection]`` of training and validation points. Coordinates in Angstrom.
+tutorial's H2 scan, a scan, distortions, molecular dynamics or a file), the coordinate errors
+are reported along, and the ``[selection]`` of training and validation points. Coordinates in
+Angstrom.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ def build_geometries(g: Geometries, *, cache: Any = None, progress: bool = False
         scan = {2: geometry.scan_distance, 3: geometry.scan_angle,
                 4: geometry.scan_dihedral}[len(g.coordinate)]
         return scan(mol, *g.coordinate, values, move=g.move)
+    if g.source == "md":
+        from levelup.explore.dynamics import langevin_frames
+
+        return langevin_frames(mol, str(g.model) if g.model else g.level,
+                               temperature=g.temperature, steps=g.steps, every=g.every,
+                               timestep=g.timestep, friction=g.friction, seed=g.seed,
+                               equilibrate=g.equilibrate, progress=progress)
     if not g.normal_modes:
         return geometry.random_distortions(mol, g.n, g.amplitude, seed=g.seed)
     source = str(g.hessian_model) if g.hessian_model else (g.hessian_level or "HF/STO-3G")

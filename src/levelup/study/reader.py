@@ -127,18 +127,40 @@ def _geometries(table: Mapping[str, Any], base: Path, seed: int) -> Geometries:
         raise ConfigError("[geometries] with source = 'scan' needs exactly one of bond = [i, j], "
                           f"angle = [i, j, k] or dihedral = [i, j, k, l]; got {given or 'none'}")
     required = {"scan": ("structure", "from", "to", "step"), "distort": ("structure", "n"),
+                "md": ("structure", "temperature", "steps", "every"),
                 "file": ("path",)}.get(source, ())
     found = _resolved(_load(Geometries, table, where, valid=("source", *SOURCES[source]),
                             rename={"from": "start", "to": "stop", **dict.fromkeys(_ATOMS,
                                                                                 "coordinate")},
                             required=required,
-                            **({"seed": seed} if source == "distort" else {})), base)
+                            **({"seed": seed} if source in ("distort", "md") else {})), base)
     if given and len(found.coordinate) != _ATOMS[given[0]]:
         raise ConfigError(f"[geometries] {given[0]} needs {_ATOMS[given[0]]} atom indices; "
                           f"got {list(found.coordinate)}")
     if source == "distort":
         _check_distortions(found, table)
+    if source == "md":
+        _check_md(found)
     return found
+
+
+def _check_md(found: Geometries) -> None:
+    from levelup.errors import DataError
+    from levelup.explore.dynamics import check_dynamics
+
+    if (found.model is None) == (found.level is None):
+        raise ConfigError("[geometries] with source = 'md' needs what gives the forces: model = "
+                          "'file.pt' (relative to the study file) or level = 'HF/STO-3G', one "
+                          "of them")
+    if found.model is not None and not found.model.is_file():
+        raise ConfigError(f"[geometries] model: no such file {found.model} (paths are relative "
+                          "to the study file)")
+    try:
+        check_dynamics(temperature=found.temperature, steps=found.steps, every=found.every,
+                       timestep=found.timestep, friction=found.friction,
+                       equilibrate=found.equilibrate)
+    except DataError as exc:
+        raise ConfigError(f"[geometries] {exc}") from None
 
 
 def _check_distortions(found: Geometries, table: Mapping[str, Any]) -> None:

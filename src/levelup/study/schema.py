@@ -7,7 +7,8 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
     seed = 0                                  # every random choice, unless a table sets its own
     compare = ["transfer", "scratch", "delta"]
 
-    [geometries]                              # source = "h2_tutorial" | "scan" | "distort" | "file"
+    [geometries]                              # source = "h2_tutorial" | "scan" | "distort" | "md"
+                                              #          | "file"
     source = "h2_tutorial"
 
     [levels]
@@ -61,13 +62,15 @@ DELTA_METHODS: tuple[str, ...] = get_args(DeltaMethod)
 #: Figures a study can draw; the first two need a scan coordinate.
 PLOTS = ("energy_curves", "errors", "parity", "learning_curves")
 #: Where geometries come from (``[geometries] source``).
-Source = Literal["h2_tutorial", "scan", "distort", "file"]
+Source = Literal["h2_tutorial", "scan", "distort", "md", "file"]
 #: Geometry sources and the keys each takes (besides ``source``).
 SOURCES = {
     "h2_tutorial": (),
     "scan": ("structure", "index", "bond", "angle", "dihedral", "from", "to", "step", "move"),
     "distort": ("structure", "index", "n", "seed", "amplitude", "normal_modes", "temperature",
                 "hessian_level", "hessian_model"),
+    "md": ("structure", "index", "model", "level", "temperature", "steps", "every", "timestep",
+           "friction", "seed", "equilibrate"),
     "file": ("path",),
 }
 #: How the high-level geometries are chosen (``[selection] method``).
@@ -94,22 +97,32 @@ class Geometries:
 
     source: Source  # "h2_tutorial": the tutorial's 451 H2 geometries (0.50-5.00 Angstrom);
     #              "scan": a structure along a bond/angle/dihedral; "distort": random or
-    #              normal-mode distortions of a structure; "file": xyz/extxyz/.h5 database
-    structure: Path | None = None  # scan, distort: one molecule (any file ASE reads, or .h5)
-    index: int | None = None  # scan, distort: which molecule of a file of several
+    #              normal-mode distortions of a structure; "md": frames of Langevin dynamics
+    #              from a structure (levelup.explore); "file": xyz/extxyz/.h5 database
+    structure: Path | None = None  # scan, distort, md: one molecule (any file ASE reads, or .h5)
+    index: int | None = None  # scan, distort, md: which molecule of a file of several
     coordinate: tuple[int, ...] = ()  # scan: 2 atoms (bond), 3 (angle) or 4 (dihedral)
     start: float = math.nan  # scan: first value ("from")
     stop: float = math.nan  # scan: last value ("to"), included when it falls on the grid
     step: float = math.nan  # scan: step
     move: tuple[int, ...] | None = None  # scan: the atoms that move (default: the fragment)
     n: int = 0  # distort: number of geometries
-    seed: int = 0  # distort: seed (default: the study's)
+    seed: int = 0  # distort, md: seed (default: the study's)
     amplitude: float = 0.1  # distort: largest Cartesian displacement, Angstrom
     normal_modes: bool = False  # distort: along normal modes (Boltzmann sampling) instead
-    temperature: float = 300.0  # distort: temperature of the normal-mode sampling, K
+    temperature: float = 300.0  # distort: temperature of the normal-mode sampling, K; md (required
+    #                             there): the thermostat's
     hessian_level: str | None = None  # distort: level whose Hessian gives the normal modes
     #                                   (default HF/STO-3G)
     hessian_model: Path | None = None  # distort: or a model file whose Hessian gives them
+    model: Path | None = None  # md: the model file whose forces drive the dynamics
+    level: str | None = None  # md: or a level of theory with analytic gradients ("HF/STO-3G":
+    #                           one PySCF calculation per step)
+    steps: int = 0  # md: production steps (after equilibrate)
+    every: int = 0  # md: keep one frame every `every` steps (steps // every frames)
+    timestep: float = 0.5  # md: fs (0.5 resolves X-H vibrations)
+    friction: float = 0.01  # md: Langevin friction, 1/fs (velocities forget in ~100 fs)
+    equilibrate: int = 0  # md: steps run first and not kept
     path: Path | None = None  # file: the database (xyz, extxyz, anything ASE reads, or .h5)
 
 
