@@ -51,6 +51,17 @@ def test_curves_without_suffix_writes_png_and_svg(h2, tmp_path):
     assert "Hartree" in svg
 
 
+def test_curves_draw_an_ensembles_spread_as_a_band(h2, tmp_path):
+    db = Database.load(h2)
+    db.set("transfer_std", np.full(len(db), 0.5 / HARTREE_TO_KCALMOL))
+    db.save(tmp_path / "with_std.h5")
+    for source, expected in ((h2, False), (tmp_path / "with_std.h5", True)):
+        out = tmp_path / f"band_{expected}.svg"
+        assert main(["plot", "curves", str(source), "--properties", "CISD/cc-pVDZ", "transfer",
+                     "-o", str(out)]) == 0
+        assert ("transfer ± 2σ" in out.read_text()) is expected
+
+
 def test_coordinate_labels_and_values():
     db = h2_scan()[::100]
     x, label = _coordinate(db, "distance:0,1")

@@ -79,7 +79,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = _subparser(kinds, "curves", "energies of a database along a scan coordinate", run_curves)
     c.add_argument("database", help="a levelup database (.h5) or any file ASE reads")
     c.add_argument("--properties", nargs="+", required=True, metavar="PROP",
-                   help="energy properties (Hartree) to draw, one line each")
+                   help="energy properties (Hartree) to draw, one line each; where the "
+                   "database also holds PROP_std (an ensemble's spread, as levelup predict "
+                   "writes it), a +-2 sigma band around the line")
     _x_option(c)
     c.add_argument("--points", action="append", default=[], metavar="LABEL=FILE[:PROP]",
                    help="mark the molecules of another database (training points, say) with "
@@ -249,8 +251,10 @@ def run_curves(args: argparse.Namespace) -> int:
     if args.relative_to is not None and args.relative_to not in curves:
         raise ConfigError(f"--relative-to must be one of --properties {args.properties}; got "
                           f"{args.relative_to!r}")
+    bands = {p: _energies(db, f"{p}_std", args.database) for p in args.properties
+             if f"{p}_std" in db.properties}  # an ensemble's spread (levelup predict)
     fig = energy_curves(x, curves, points=points, unit=args.unit, relative_to=args.relative_to,
-                        xlabel=args.xlabel or xlabel, title=args.title)
+                        xlabel=args.xlabel or xlabel, title=args.title, bands=bands)
     _report(_save(fig, args.output, args.dpi))
     return 0
 
