@@ -18,7 +18,7 @@ from levelup.data.structure import database_of
 from levelup.errors import ConfigError, DataError, LevelOfTheoryError
 from levelup.model.ani import ANIModel
 from levelup.properties.energies import energy_differences
-from levelup.properties.frequencies import frequencies
+from levelup.properties.frequencies import compare_frequencies, frequencies
 from levelup.properties.geometry import compare_geometries, geometry_parameters
 from levelup.properties.hessians import hessian
 from levelup.properties.optimize import optimize
@@ -104,6 +104,12 @@ def test_hf_frequencies_match_pyscf_analytic_and_finite_differences(tmp_path):
     fd = frequencies(freq.optimized, "HF/STO-3G", method="gradients", cache=cache)
     assert fd.hessian_method == "gradients" and fd.optimized is freq.optimized
     np.testing.assert_allclose(fd.wavenumbers, freq.wavenumbers, atol=3.0)
+    table = compare_frequencies(fd, freq)
+    np.testing.assert_allclose(table.differences, fd.wavenumbers - freq.wavenumbers)
+    assert 0 < table.mean_abs <= table.max_abs < 3.0
+    with pytest.raises(DataError, match="different molecules"):
+        compare_frequencies(fd, frequencies(_ammonia(), "HF/STO-3G", optimize_first=False,
+                                            cache=False))
     # the analytic Hessian is cached in the label cache's file, keyed like a label
     with HessianCache(cache) as store:
         assert len(store) == 1

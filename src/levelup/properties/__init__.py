@@ -5,7 +5,8 @@ Every result is a frozen dataclass with ``to_dict()`` (plain JSON values, units 
 - :func:`optimize` -> :class:`Optimized`: the minimised structure (ASE's optimisers; constraints
   such as "planar" or a held dihedral give symmetric saddle points).
 - :func:`frequencies` -> :class:`Frequencies`: harmonic wavenumbers (cm^-1, imaginary ones
-  negative) and normal modes, after an optimisation on the same source by default.
+  negative) and normal modes, after an optimisation on the same source by default;
+  :func:`compare_frequencies` -> :class:`FrequencyComparison` (mode by mode).
 - :func:`geometry_parameters` -> :class:`GeometryParameters` (bonds, angles, dihedrals) and
   :func:`compare_geometries` -> :class:`GeometryComparison` (a model's against a reference's).
 - :func:`energy_differences` -> :class:`EnergyDifferences`: barrier and reaction energies
@@ -14,7 +15,12 @@ Every result is a frozen dataclass with ``to_dict()`` (plain JSON values, units 
 """
 
 from levelup.properties.energies import EnergyDifferences, energy_differences
-from levelup.properties.frequencies import Frequencies, frequencies
+from levelup.properties.frequencies import (
+    Frequencies,
+    FrequencyComparison,
+    compare_frequencies,
+    frequencies,
+)
 from levelup.properties.geometry import (
     GeometryComparison,
     GeometryParameters,
@@ -28,11 +34,13 @@ from levelup.properties.sources import Source, SourceCalculator, source_of
 __all__ = [
     "EnergyDifferences",
     "Frequencies",
+    "FrequencyComparison",
     "GeometryComparison",
     "GeometryParameters",
     "Optimized",
     "Source",
     "SourceCalculator",
+    "compare_frequencies",
     "compare_geometries",
     "energy_differences",
     "frequencies",

@@ -21,6 +21,7 @@ import numpy as np
 
 from levelup.data.molecule import Molecule
 from levelup.data.normalmodes import NormalModes, normal_modes
+from levelup.errors import DataError
 from levelup.properties.hessians import hessian_and_method
 from levelup.properties.optimize import FMAX, STEPS, Optimized, optimize, starting_structure
 from levelup.properties.sources import source_of
@@ -110,3 +111,52 @@ def frequencies(structure: Any, source: Any, *, optimize_first: bool = True,
     modes = normal_modes(mol, h)
     return Frequencies(wavenumbers=modes.wavenumbers, modes=modes, structure=mol,
                        source=src.name, hessian_method=how, hessian=h, optimized=opt)
+
+
+@dataclass(frozen=True)
+class FrequencyComparison:
+    """One set of harmonic wavenumbers against a reference's (a model's against the high
+    level's), mode by mode in ascending order.
+
+    Attributes:
+        wavenumbers: (modes,) cm^-1 of the structure compared.
+        reference: (modes,) cm^-1 of the reference.
+        differences: (modes,) wavenumbers minus reference, cm^-1.
+    """
+
+    wavenumbers: np.ndarray
+    reference: np.ndarray
+    differences: np.ndarray
+
+    @property
+    def max_abs(self) -> float:
+        """The largest absolute difference, cm^-1."""
+        return float(np.abs(self.differences).max(initial=0.0))
+
+    @property
+    def mean_abs(self) -> float:
+        """The mean absolute difference, cm^-1 (0 without modes)."""
+        return float(np.abs(self.differences).mean()) if self.differences.size else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (cm^-1)."""
+        return {"wavenumbers_cm-1": [float(w) for w in self.wavenumbers],
+                "reference_cm-1": [float(w) for w in self.reference],
+                "differences_cm-1": [float(d) for d in self.differences],
+                "max_abs_cm-1": self.max_abs, "mean_abs_cm-1": self.mean_abs}
+
+
+def compare_frequencies(freq: Frequencies, reference: Frequencies) -> FrequencyComparison:
+    """``freq``'s wavenumbers minus ``reference``'s, the k-th lowest against the k-th lowest.
+
+    Pairing by order is right while both surfaces order the modes alike; where two modes
+    cross (a poor model), compare the modes (``Frequencies.modes.displacements``) by hand.
+    Raises DataError for structures of different atoms."""
+    if not np.array_equal(freq.structure.species, reference.structure.species):
+        raise DataError(f"frequencies of different molecules ({freq.structure.formula} vs "
+                        f"{reference.structure.formula}) cannot be compared mode by mode")
+    mine, theirs = np.sort(freq.wavenumbers), np.sort(reference.wavenumbers)
+    if mine.shape != theirs.shape:  # a linear and a bent geometry of the same atoms
+        raise DataError(f"{mine.size} modes against {theirs.size}: one structure is linear and "
+                        "the other is not; compare structures of the same shape")
+    return FrequencyComparison(wavenumbers=mine, reference=theirs, differences=mine - theirs)
