@@ -250,3 +250,10 @@ def test_cli_properties(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("levelup: error: ") and err.count("\n") == 1 and says in err
     assert not (tmp_path / "x.json").exists()
+    ANIModel(["H", "O"], hidden=(16,), seed=0).double().save(tmp_path / "m.pt")
+    assert main(["-q", argv[0], argv[1], "--model", str(tmp_path / "m.pt"), "--frequencies",
+                 "-o", str(out)]) == 0
+    assert "at the geometry given (not optimised)" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["source"] == str(tmp_path / "m.pt") and result["optimized"] is None
+    assert result["frequencies"]["hessian_method"] == "autograd"

@@ -66,6 +66,7 @@ def _checked(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     output_file(args.output, inputs=[args.structure, args.model])
     check_number(args.fmax, "--fmax", above=0, example="1e-4")
     check_number(args.steps, "--steps", minimum=0, example="200")
+    check_number(args.workers, "--workers", minimum=1, example="2")
     if args.constraint and not args.optimize:
         raise ConfigError("--constraint holds coordinates during an optimisation: add --optimize")
     mol = read_structure(molecules_file(args.structure, "structure"), args.index)
