@@ -99,21 +99,27 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     source.add_argument("--model", help="model file (.pt) that gives the forces")
     source.add_argument("--level", help="or a level of theory with analytic gradients "
                         "(HF/STO-3G): one PySCF calculation per step")
-    p.add_argument("--threads", type=int, help="PySCF threads per calculation of --level "
-                   "(default: the process's; 1 is fastest for small molecules)")
+    p.add_argument("--cache", help="label cache for --level (default: the user cache; every "
+                   "calculation is kept, so a repeated run computes nothing)")
+    p.add_argument("--threads", type=int, help="PySCF threads of --level (default: the "
+                   "process's; 1 is fastest for small molecules on a busy machine)")
 
 
 def _source(args: argparse.Namespace, mol: object) -> object:
     """The model (loaded and checked) or the level; the calculator is built here so that a model
     lacking an element or a basis lacking one fails before any work."""
-    from levelup.explore.sources import calculator
+    from levelup.explore.sources import calculator, resolved
+    from levelup.properties.sources import Source
 
     if not (args.model or args.level):
         raise ConfigError("give --model M.pt (a model file) or --level 'HF/STO-3G' (a level of "
                           "theory): what gives the forces")
     check_number(args.threads, "--threads", minimum=1, example="1")
-    source = read_model(args.model, "--model") if args.model else args.level
-    calculator(source, mol, threads=args.threads)
+    if args.model:
+        source = Source(name=args.model, model=read_model(args.model, "--model"))
+    else:
+        source = resolved(args.level, cache=args.cache)
+    calculator(source, mol)
     return source
 
 
@@ -131,13 +137,13 @@ def run_md(args: argparse.Namespace) -> int:
     from levelup.explore.dynamics import langevin_frames
 
     _check_md(args)
-    output_file(args.output, inputs=[args.structure, args.model], database=True)
+    output_file(args.output, inputs=[args.structure, args.model, args.cache], database=True)
     mol = read_structure(molecules_file(args.structure, "structure"), args.index)
     source = _source(args, mol)
     db = langevin_frames(mol, source, temperature=args.temperature, steps=args.steps,
                          every=args.every, timestep=args.timestep, friction=args.friction,
                          seed=args.seed, equilibrate=args.equilibrate, progress=not args.quiet,
-                         threads=args.threads)
+                         cache=args.cache, threads=args.threads)
     t = db.get("temperature_K")
     write_pool(db, args.output, f"frames of Langevin dynamics at {args.temperature:g} K (every "
                f"{args.every} steps of {args.timestep:g} fs, {args.model or args.level}; kinetic "
@@ -158,14 +164,15 @@ def run_neb(args: argparse.Namespace) -> int:
     from levelup.explore.paths import check_ends, neb_path, path_pool
 
     _check_neb(args)
-    output_file(args.output, inputs=[args.initial, args.final, args.model], database=True)
+    output_file(args.output, inputs=[args.initial, args.final, args.model, args.cache],
+                database=True)
     start = read_structure(molecules_file(args.initial, "initial structure"), args.index)
     end = read_structure(molecules_file(args.final, "final structure"), args.index)
     check_ends(start, end)
     source = _source(args, start)
     path = neb_path(start, end, source, images=args.images, climb=not args.no_climb,
                     fmax=args.fmax, steps=args.steps, progress=not args.quiet,
-                    threads=args.threads)
+                    cache=args.cache, threads=args.threads)
     db = path.images
     if args.distortions:
         db = path_pool(path, args.distortions, args.amplitude, seed=args.seed)

@@ -24,7 +24,7 @@ from levelup.data.molecule import Molecule
 from levelup.data.sampling import MAX_GEOMETRIES
 from levelup.data.structure import as_molecule, database_of
 from levelup.errors import DataError
-from levelup.explore.sources import atoms_of, calculator, describe
+from levelup.explore.sources import atoms_of, calculator, level_name, pyscf_threads, resolved
 from levelup.progress import progress_bar
 from levelup.units import DIMENSIONLESS, ENERGY
 
@@ -35,8 +35,8 @@ MAX_STEPS = 100_000_000
 def check_dynamics(*, temperature: float, steps: int, timestep: float, every: int | None = None,
                    friction: float | None = None, equilibrate: int = 0) -> None:
     """Raise DataError for settings that cannot make a run (before any work): a negative or
-    non-finite temperature, no steps, ``every`` larger than ``steps``, a timestep or friction
-    that is not positive."""
+    non-finite temperature, no steps, ``every`` larger than ``steps`` (or too many frames), a
+    timestep or friction that is not positive."""
     if not (math.isfinite(temperature) and temperature >= 0):
         raise DataError(f"temperature must be a finite number of kelvin >= 0; got {temperature}")
     if not (isinstance(steps, (int, np.integer)) and 1 <= steps <= MAX_STEPS):
@@ -47,6 +47,9 @@ def check_dynamics(*, temperature: float, steps: int, timestep: float, every: in
     if every is not None and not (isinstance(every, (int, np.integer)) and 1 <= every <= steps):
         raise DataError(f"every must be a whole number from 1 to steps ({steps}): one frame is "
                         f"kept every `every` steps; got {every}")
+    if every is not None and steps // every > MAX_GEOMETRIES:
+        raise DataError(f"steps // every = {steps // every:,} frames is more than "
+                        f"{MAX_GEOMETRIES:,}; keep fewer (a larger every)")
     if friction is not None and not (math.isfinite(friction) and friction > 0):
         raise DataError(f"friction must be a positive number per fs (0.01 is gentle); got "
                         f"{friction}")
@@ -83,7 +86,7 @@ def advance(dyn: Any, steps: int, bar: Any) -> None:
 def langevin_frames(structure: Any, source: Any, *, temperature: float, steps: int, every: int,
                     timestep: float = 0.5, friction: float = 0.01, seed: int = 0,
                     progress: bool = True, equilibrate: int = 0,
-                    threads: int | None = None) -> Database:
+                    cache: Any = None, threads: int | None = None) -> Database:
     """Geometries from Langevin dynamics of ``structure`` at ``temperature``: one frame every
     ``every`` steps of the production run, ``steps // every`` frames in all.
 
@@ -91,7 +94,7 @@ def langevin_frames(structure: Any, source: Any, *, temperature: float, steps: i
         structure: the starting molecule (a Molecule, a one-molecule Database, ase.Atoms or a
             file); a minimum of the potential is a good start.
         source: what gives the forces: an ANIModel, an Ensemble, a model file, or a level of
-            theory with analytic gradients ("HF/STO-3G", PySCF through :mod:`levelup.qm`).
+            theory ("HF/STO-3G": every step a :func:`levelup.label` calculation with PySCF).
         temperature: thermostat temperature and that of the initial velocities, K.
         steps: production steps after the equilibration (the frames come from these).
         every: keep one frame every ``every`` steps.
@@ -100,8 +103,9 @@ def langevin_frames(structure: Any, source: Any, *, temperature: float, steps: i
         seed: seed of the initial velocities and the random forces.
         progress: show a progress bar.
         equilibrate: steps run first and not kept.
-        threads: PySCF threads per calculation of a level source (None: the process's setting;
-            see :class:`~levelup.explore.levelcalc.LevelCalculator`).
+        cache: label cache of a level source (None: the user cache; False: none).
+        threads: PySCF threads of a level source (None: the process's setting; 1 is fastest
+            for small molecules on a busy machine).
 
     Returns a Database of the frames (Angstrom; charge and multiplicity of ``structure``) with
     the properties ``md_energy`` (the source's potential energy, Hartree), ``time_fs`` (time
@@ -111,31 +115,30 @@ def langevin_frames(structure: Any, source: Any, *, temperature: float, steps: i
     Raises:
         DataError: bad settings, or a model without a network for an element (before any work).
         LevelOfTheoryError: a level that cannot treat the molecule (before any work).
-        LabelError: a PySCF calculation that failed during the run.
+        LabelError: a PySCF calculation that failed during the run (an SCF that did not
+            converge on a distorted frame: lower the temperature or the timestep).
     """
     from ase.md.langevin import Langevin
     from ase.units import fs
 
     check_dynamics(temperature=temperature, steps=steps, timestep=timestep, every=every,
                    friction=friction, equilibrate=equilibrate)
-    if steps // every > MAX_GEOMETRIES:
-        raise DataError(f"steps // every = {steps // every:,} frames is more than "
-                        f"{MAX_GEOMETRIES:,}; keep fewer (a larger every)")
     mol = as_molecule(structure)
-    calc = calculator(source, mol, threads=threads)
+    source = resolved(source, cache=cache)
+    calc = calculator(source, mol)
     rng = np.random.default_rng(seed)
     atoms = thermalized(mol, calc, temperature, rng)
     dyn = Langevin(atoms, timestep * fs, temperature_K=temperature, friction=friction / fs,
                    fixcm=False, rng=rng, logfile=None)
-    frames, energies, times, temperatures = _record(dyn, steps // every, every, equilibrate,
-                                                    timestep, progress)
+    with pyscf_threads(threads):
+        frames, energies, times, temperatures = _record(dyn, steps // every, every, equilibrate,
+                                                        timestep, progress)
     db = database_of(mol, frames)
     spec = {"dynamics": "Langevin (ase.md.langevin), centre of mass fixed",
-            "source": describe(source), "temperature_K": float(temperature),
+            "source": source.name, "temperature_K": float(temperature),
             "timestep_fs": float(timestep), "friction_per_fs": float(friction), "seed": int(seed),
             "equilibrate_steps": int(equilibrate), "every": int(every), "steps": int(steps)}
-    level = getattr(getattr(calc, "level", None), "name", None)
-    db.set("md_energy", energies, unit=ENERGY, level=level, spec=spec)
+    db.set("md_energy", energies, unit=ENERGY, level=level_name(calc), spec=spec)
     db.set("time_fs", times, unit=DIMENSIONLESS, spec={"unit": "fs"})
     db.set("temperature_K", temperatures, unit=DIMENSIONLESS, spec={"unit": "K"})
     return db

@@ -22,7 +22,7 @@ import numpy as np
 from levelup.data.structure import as_molecule
 from levelup.errors import DataError
 from levelup.explore.dynamics import advance, check_dynamics, thermalized
-from levelup.explore.sources import calculator
+from levelup.explore.sources import calculator, pyscf_threads
 from levelup.progress import progress_bar
 from levelup.units import HARTREE_TO_KCALMOL
 
@@ -97,7 +97,8 @@ class NVEResult:
 
 def nve_check(structure: Any, source: Any, *, temperature: float, time: float,
               timestep: float = 0.5, every: int = 1, seed: int = 0,
-              progress: bool = True, threads: int | None = None) -> NVEResult:
+              progress: bool = True, cache: Any = None, threads: int | None = None
+              ) -> NVEResult:
     """Run NVE dynamics (velocity Verlet) of ``structure`` for ``time`` fs and return the
     energy trace (:class:`NVEResult`: drift, fluctuation, largest deviation, temperatures).
 
@@ -111,7 +112,8 @@ def nve_check(structure: Any, source: Any, *, temperature: float, time: float,
         every: record the energies every ``every`` steps.
         seed: seed of the initial velocities.
         progress: show a progress bar.
-        threads: PySCF threads per calculation of a level source (None: the process's setting).
+        cache: label cache of a level source (None: the user cache; False: none).
+        threads: PySCF threads of a level source (None: the process's setting).
 
     A run whose energy turns non-finite stops there; its drift and fluctuation are inf.
     """
@@ -123,12 +125,12 @@ def nve_check(structure: Any, source: Any, *, temperature: float, time: float,
     steps = max(1, round(time / timestep)) if math.isfinite(timestep) and timestep > 0 else 1
     check_dynamics(temperature=temperature, steps=steps, timestep=timestep, every=every)
     mol = as_molecule(structure)
-    calc = calculator(source, mol, threads=threads)
+    calc = calculator(source, mol, cache=cache)
     atoms = thermalized(mol, calc, temperature, np.random.default_rng(seed))
     dyn = VelocityVerlet(atoms, timestep * fs, logfile=None)
     samples = []
     bar = progress_bar(total=steps - steps % every, desc="nve", unit="step", enabled=progress)
-    with contextlib.closing(bar):
+    with contextlib.closing(bar), pyscf_threads(threads):
         for k in range(steps // every + 1):
             if k:
                 advance(dyn, every, bar)

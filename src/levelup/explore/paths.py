@@ -24,7 +24,7 @@ from levelup.data.molecule import Molecule
 from levelup.data.sampling import random_distortions
 from levelup.data.structure import as_molecule, database_of
 from levelup.errors import DataError
-from levelup.explore.sources import atoms_of, calculator, describe, resolved
+from levelup.explore.sources import atoms_of, calculator, pyscf_threads, resolved
 from levelup.progress import progress_bar
 from levelup.units import DIMENSIONLESS, ENERGY
 
@@ -76,15 +76,15 @@ def neb_path(initial: Any, final: Any, source: Any, *, images: int = 9, climb: b
              fmax: float = 0.002, steps: int = 500, spring: float = 0.1,
              interpolation: Literal["idpp", "linear"] = "idpp",
              optimizer: Literal["FIRE", "BFGS"] = "FIRE", progress: bool = True,
-             threads: int | None = None) -> NEBPath:
+             cache: Any = None, threads: int | None = None) -> NEBPath:
     """The minimum-energy path from ``initial`` to ``final`` by a (climbing-image) nudged
     elastic band on ``source``.
 
     Args:
         initial, final: the ends (Molecule, one-molecule Database, ase.Atoms or files), same
             atoms in the same order; minima of the potential, for a path between minima.
-        source: an ANIModel, an Ensemble, a model file, or a level of theory with analytic
-            gradients ("HF/STO-3G").
+        source: an ANIModel, an Ensemble, a model file, or a level of theory ("HF/STO-3G":
+            each energy and gradient a :func:`levelup.label` calculation).
         images: images in all, the two ends included (>= 3).
         climb: climbing image (its energy converges to the saddle point's).
         fmax: converged when the largest NEB force on any image is below this, Hartree/Angstrom
@@ -95,7 +95,8 @@ def neb_path(initial: Any, final: Any, source: Any, *, images: int = 9, climb: b
             keeps bond lengths sensible) or "linear" (straight lines in Cartesians).
         optimizer: "FIRE" or "BFGS" (ase.optimize).
         progress: show a progress bar.
-        threads: PySCF threads per calculation of a level source (None: the process's setting).
+        cache: label cache of a level source (None: the user cache; False: none).
+        threads: PySCF threads of a level source (None: the process's setting).
 
     Rotations and translations are removed along the band (the final end is rotated and
     translated onto the path: its internal geometry is unchanged). A path that has not
@@ -106,18 +107,20 @@ def neb_path(initial: Any, final: Any, source: Any, *, images: int = 9, climb: b
 
     start, end = as_molecule(initial), as_molecule(final)
     _check_settings(start, end, images, fmax, steps, spring, interpolation, optimizer)
-    source = resolved(source)
+    source = resolved(source, cache=cache)
     band = [atoms_of(start), *(atoms_of(start) for _ in range(images - 2)), atoms_of(end)]
     for image in band:
-        image.calc = calculator(source, start, threads=threads)
+        image.calc = calculator(source, start)
     neb = NEB(band, k=spring, climb=climb, remove_rotation_and_translation=True,
               method="improvedtangent")
-    neb.interpolate(method=interpolation, apply_constraint=False)
-    converged, taken = _relax(neb, optimizer, fmax * Hartree, steps, progress)
-    energies = np.array([image.get_potential_energy() for image in band]) / Hartree
+    with pyscf_threads(threads):
+        neb.interpolate(method=interpolation, apply_constraint=False)
+    with pyscf_threads(threads):
+        converged, taken = _relax(neb, optimizer, fmax * Hartree, steps, progress)
+        energies = np.array([image.get_potential_energy() for image in band]) / Hartree
     db = database_of(start, np.array([image.positions for image in band]))
     spec = {"method": "NEB (ase.mep, improved tangent)" + (", climbing image" if climb else ""),
-            "source": describe(source), "fmax_hartree_per_angstrom": float(fmax),
+            "source": source.name, "fmax_hartree_per_angstrom": float(fmax),
             "converged": bool(converged), "steps": int(taken), "spring_ev_per_a2": float(spring),
             "interpolation": interpolation, "optimizer": optimizer}
     db.set("neb_energy", energies, unit=ENERGY, spec=spec)

@@ -1,88 +1,82 @@
 """What drives an exploration: a levelup model (an ANIModel, an Ensemble or a model file) or a
 level of theory ("HF/STO-3G"), turned into an ASE calculator after every check that can fail
 before the work starts (a model lacking an element, a basis lacking one, a missing file).
+
+A model runs through :class:`levelup.ase.LevelupCalculator`; a level through
+:class:`levelup.properties.sources.SourceCalculator`, where every energy and gradient is a
+:func:`levelup.label` calculation with PySCF, kept in the label cache (so that a seeded run
+repeated on the same cache computes nothing).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from ase import Atoms
 
 from levelup.data.molecule import Molecule
-from levelup.elements import symbol
-from levelup.errors import DataError, LevelOfTheoryError
-
-#: File suffixes that mark a source as a model file rather than a level of theory.
-MODEL_SUFFIXES = (".pt", ".pth", ".safetensors")
+from levelup.properties.sources import Source, SourceCalculator, source_of
 
 
-def describe(source: Any) -> str:
-    """A short name of ``source`` for provenance: the level, the model file, or the class."""
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    return type(source).__name__
+def resolved(source: Any, *, cache: Any = None) -> Source:
+    """``source`` (a model, a model file, a level string or a Source) as a checked-type
+    :class:`~levelup.properties.sources.Source`; a model file is loaded once here. ``cache``:
+    the label cache of a level (None: the user cache; False: none).
+
+    Raises DataError for a missing model file or an object of another type,
+    LevelOfTheoryError for a string that is neither a model file nor a level."""
+    return source_of(source, cache=cache, workers=1)
 
 
-def calculator(source: Any, mol: Molecule, *, threads: int | None = None) -> Any:
+def calculator(source: Any, mol: Molecule, *, cache: Any = None) -> Any:
     """An ASE calculator for ``source`` that can treat ``mol`` (checked here, before any work).
 
     Args:
         source: an :class:`~levelup.model.ani.ANIModel`, an
-            :class:`~levelup.model.ani.Ensemble`, a model file, or "method/basis" with analytic
-            gradients.
+            :class:`~levelup.model.ani.Ensemble`, a model file, a level of theory
+            "method/basis", or a resolved Source.
         mol: the molecule (its elements, charge and multiplicity).
-        threads: PySCF threads of a level's calculations (see
-            :class:`~levelup.explore.levelcalc.LevelCalculator`); models ignore it.
+        cache: the label cache of a level's calculations (None: the user cache; False: none).
 
     Raises:
         DataError: a model without a network for an element of ``mol``, a missing model file,
             or a source of another type.
-        LevelOfTheoryError: an unknown level, or one that cannot give forces for ``mol``.
+        LevelOfTheoryError: an unknown level, or one whose basis lacks an element of ``mol``.
     """
-    source = resolved(source)
-    if hasattr(source, "species_index"):
+    src = resolved(source, cache=cache)
+    src.check(mol)
+    if src.is_model:
         from levelup.ase import LevelupCalculator
 
-        missing = sorted({symbol(int(z)) for z in mol.species} -
-                         {symbol(int(z)) for z in source.elements})
-        if missing:
-            raise DataError(f"the model has no network for {', '.join(missing)} (it treats "
-                            f"{', '.join(symbol(int(z)) for z in source.elements)}); give a "
-                            "model trained on every element of the structure")
-        return LevelupCalculator(source)
-    if isinstance(source, (str, os.PathLike)):
-        return _level_calculator(str(source), mol, threads)
-    raise DataError(f"dynamics and paths run on a model (ANIModel, Ensemble, a model file) or a "
-                    f"level of theory string like 'HF/STO-3G'; got {type(source).__name__}")
+        return LevelupCalculator(src.model)
+    return SourceCalculator(src, mol)
 
 
-def resolved(source: Any) -> Any:
-    """``source`` with a model file loaded (so that several calculators share one model);
-    anything else as given."""
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
-        from levelup.model.files import load_model
-
-        return load_model(source)
-    return source
+def describe(source: Any) -> str:
+    """How provenance names ``source``: the model file's path, "model", or the level."""
+    return source.name if isinstance(source, Source) else resolved(source).name
 
 
-def _level_calculator(text: str, mol: Molecule, threads: int | None) -> Any:
-    from levelup.explore.levelcalc import LevelCalculator
+def level_name(calc: Any) -> str | None:
+    """The level of theory behind ``calc`` ("HF/STO-3G"), or None for a model."""
+    src = getattr(calc, "source", None)
+    return src.level.name if isinstance(src, Source) and not src.is_model else None
 
-    if Path(text).suffix.lower() in MODEL_SUFFIXES or "/" not in text:
-        raise DataError(f"no model file {text!r} (not found) and not a level of theory "
-                        "'method/basis': give an existing model file or a level like 'HF/STO-3G'")
-    try:
-        calc = LevelCalculator(text, charge=mol.charge, multiplicity=mol.multiplicity,
-                               threads=threads)
-    except LevelOfTheoryError as exc:
-        raise LevelOfTheoryError(f"{text!r} is no model file here, and as a level of theory: "
-                                 f"{exc}") from None
-    calc.check(mol.species)
-    return calc
+
+@contextlib.contextmanager
+def pyscf_threads(threads: int | None) -> Iterator[None]:
+    """Inside, PySCF (OpenMP) and BLAS use at most ``threads`` threads (None: the process's
+    setting). One is fastest for the small molecules of a trajectory on a busy machine: two
+    OpenMP threads there ran a small SCF tens of times slower."""
+    from levelup.errors import DataError
+    from levelup.qm.serial import limited_threads
+
+    if threads is not None and int(threads) < 1:
+        raise DataError(f"threads must be at least 1 (or None); got {threads}")
+    with limited_threads(threads):
+        yield
 
 
 def atoms_of(mol: Molecule) -> Atoms:

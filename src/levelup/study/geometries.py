@@ -38,7 +38,7 @@ def build_geometries(g: Geometries, *, cache: Any = None, progress: bool = False
         return langevin_frames(mol, str(g.model) if g.model else g.level,
                                temperature=g.temperature, steps=g.steps, every=g.every,
                                timestep=g.timestep, friction=g.friction, seed=g.seed,
-                               equilibrate=g.equilibrate, progress=progress)
+                               equilibrate=g.equilibrate, progress=progress, cache=cache)
     if not g.normal_modes:
         return geometry.random_distortions(mol, g.n, g.amplitude, seed=g.seed)
     source = str(g.hessian_model) if g.hessian_model else (g.hessian_level or "HF/STO-3G")
