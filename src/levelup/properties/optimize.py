@@ -156,7 +156,8 @@ def _run(atoms: Any, src: Source, mol: Molecule, opt_class: type, fmax: float, s
 
     def tick() -> None:
         bar.update(1)
-        bar.set_postfix_str(f"fmax {np.abs(atoms.get_forces()).max() / Hartree:.1e} Ha/A")
+        largest = np.linalg.norm(atoms.get_forces(), axis=1).max() / Hartree
+        bar.set_postfix_str(f"fmax {largest:.1e} Ha/A")
 
     opt.attach(tick, interval=1)
     try:
