@@ -32,18 +32,21 @@ class Points:
 
 def points(run: StudyRun, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -> Points:
     """The :class:`Points` of a labelled ``db`` and the selected indices."""
-    high = run.names[1]
+    high, forces = run.names[1], run.study.levels.with_forces("high")
     train = db[train_idx]
     val = db[val_idx] if len(val_idx) else None
-    high_sets = {**prefixed("train", set_arrays(train, high)),
-                 **(prefixed("validation", set_arrays(val, high)) if val is not None else {})}
+    high_sets = {**prefixed("train", set_arrays(train, high, forces)),
+                 **(prefixed("validation", set_arrays(val, high, forces)) if val is not None
+                    else {})}
     return Points(db, train, val, high_sets)
 
 
-def set_arrays(db: Database, prop: str) -> dict[str, Any]:
-    """The arrays that determine a training set: geometries, charges and the energies ``prop``."""
+def set_arrays(db: Database, prop: str, forces: bool = False) -> dict[str, Any]:
+    """The arrays that determine a training set: geometries, charges and the energies ``prop``
+    (and its forces ``forces/<prop>`` when ``forces``)."""
     return {"species": db.species, "coordinates": db.coordinates, "charges": db.charges,
-            "multiplicities": db.multiplicities, "energies": np.asarray(db.get(prop))}
+            "multiplicities": db.multiplicities, "energies": np.asarray(db.get(prop)),
+            **({"forces": np.asarray(db.get(f"forces/{prop}"))} if forces else {})}
 
 
 def prefixed(prefix: str, parts: dict[str, Any]) -> dict[str, Any]:
@@ -79,8 +82,10 @@ def model_factory(study: Study, elements: list[int]) -> Callable[[int], Any]:
 
 def pretrain_step(run: StudyRun, db: Database, arch: dict[str, Any],
                   new_model: Callable[[int], Any]) -> None:
-    """The ANI model trained on the low level of every geometry of ``db`` (``[pretrain]``)."""
+    """The ANI model trained on the low level of every geometry of ``db`` (``[pretrain]``), and
+    on its forces with ``force_weight`` when ``[levels] forces`` labels them."""
     study, low = run.study, run.names[0]
+    forces = study.pretrain.force_weight > 0
 
     def pretrain() -> tuple[Any, Any]:
         from levelup.train.loop import fit
@@ -88,7 +93,7 @@ def pretrain_step(run: StudyRun, db: Database, arch: dict[str, Any],
         model = new_model(study.seed)
         return model, fit(model, db, property=low, config=study.pretrain, progress=run.progress)
 
-    run.model_step("pretrained", {**prefixed("data", set_arrays(db, low)), "arch": arch,
+    run.model_step("pretrained", {**prefixed("data", set_arrays(db, low, forces)), "arch": arch,
                                   "init_seed": study.seed, "config": study.pretrain.to_dict()},
                    pretrain, {"level": low, "trained_on": f"{len(db)} geometries"})
 
@@ -158,15 +163,18 @@ def _saved_selection(path: Any, key: str) -> dict[str, Any] | None:
 
 
 def transfer_step(run: StudyRun, data: Points) -> None:
-    """The pre-trained model carried to the high level by levelup's recipe (``[transfer]``)."""
+    """The pre-trained model carried to the high level by levelup's recipe (``[transfer]``),
+    fitting the high-level forces too where ``[levels] forces`` labels them (linear recipe)."""
     study, high = run.study, run.names[1]
     anchors = data.db if study.anchors == "all" else None
+    forces = f"forces/{high}" if study.levels.with_forces("high") else None
 
     def transfer() -> tuple[Any, Any]:
         from levelup.transfer.recipe import finetune
 
         return finetune(run.model("pretrained"), data.train, data.validation, property=high,
-                        anchors=anchors, recipe=study.transfer, progress=run.progress)
+                        anchors=anchors, recipe=study.transfer, forces=forces,
+                        progress=run.progress)
 
     run.model_step("transfer", {
         **data.high_sets, "parent": run.checksums["pretrained"],

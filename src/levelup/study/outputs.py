@@ -22,9 +22,11 @@ NAMES = {"pretrained": "ANI pre-trained (low level)", "transfer": "transfer",
          "delta": "delta"}
 
 
-def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray
-                  ) -> dict[str, Any]:
-    """The ``outputs`` step of ``run`` (a ``studyrun._Run``); returns metrics.json's contents."""
+def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray,
+                  properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``outputs`` step of ``run`` (a :class:`~levelup.study.steps.StudyRun`); returns
+    metrics.json's contents. ``properties``: the properties step's properties.json, whose
+    tables open the report."""
     from levelup._version import __version__
 
     study, folder = run.study, run.folder
@@ -36,7 +38,8 @@ def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.nda
         "models": run.checksums, "output": output,
         "title": study.title, "seed": study.seed, "compare": study.compare,
         "recipe": dataclasses.asdict(study.transfer), "anchors": study.anchors,
-        "delta_base": study.delta_base, "delta_method": study.delta_method})
+        "delta_base": study.delta_base, "delta_method": study.delta_method,
+        **({"properties": properties["key"]} if properties is not None else {})})
     metrics_file, report_file, copy = (folder / "metrics.json", folder / "report.md",
                                        folder / "study.toml")
     if study.text and not (copy.is_file() and copy.read_text(encoding="utf-8") == study.text):
@@ -48,7 +51,7 @@ def write_outputs(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.nda
         return metrics
     # files are about to change: until they are all written, no key vouches for them
     run.store.record("outputs", {"key": None, "status": "writing"})
-    _write(run, db, train_idx, val_idx)
+    _write(run, db, train_idx, val_idx, properties)
     run.done("outputs", key, "done", start, report_file,
               f"{len(study.output.plots)} figure(s), metrics.json, report.md -> {folder}")
     return json.loads(metrics_file.read_text())
@@ -69,9 +72,11 @@ def _predictions(run: Any, db: Database) -> dict[str, np.ndarray]:
     return out
 
 
-def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray,
+           properties: dict[str, Any] | None) -> None:
     from levelup.report import markdown as report
     from levelup.report.metrics import region_stats
+    from levelup.report.propertytables import properties_markdown
 
     study = run.study
     low, high = run.names
@@ -93,12 +98,14 @@ def _write(run: Any, db: Database, train_idx: np.ndarray, val_idx: np.ndarray) -
                         else f"{lo:g} <= {xlabel or 'coordinate'} <= {hi:g}")
                  for name, (lo, hi) in regions.items()}
     times = {k: v for k, v in run.seconds.items() if v is not None}
+    # the properties open the report: the table a chemist reads first
+    tables = "\n\n" + properties_markdown(properties) if properties is not None else ""
     report.write_run_folder(
         run.folder, title=study.title, metrics=stats, figures=figures, notes=_notes(run),
         references=references, regions=described, formats=study.output.formats,
         intro=f"{len(db)} geometries ({study.geometries.source}); an ANI model pre-trained on "
               f"{low} and carried to {high} from {len(train_idx)} training and {len(val_idx)} "
-              f"validation points. Errors in kcal/mol. Study file: study.toml.",
+              f"validation points. Errors in kcal/mol. Study file: study.toml." + tables,
         extra={"seed": study.seed, "times_s": times,
                "high_level_points": {"train": train_idx.tolist(),
                                      "validation": val_idx.tolist()},

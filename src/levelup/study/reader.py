@@ -18,6 +18,7 @@ from typing import Any
 
 from levelup.configload import check_keys, convert, field_types, load, read_toml
 from levelup.errors import ConfigError
+from levelup.study.propertytable import read_properties
 from levelup.study.schema import (
     COMPARISONS,
     DEFAULT_COMPARE,
@@ -88,7 +89,7 @@ def parse_study(data: Mapping[str, Any], *, base: str | os.PathLike = ".",
     check_keys(train, TRAIN_KEYS, "[train]")
     transfer, anchors = _transfer(_table(data, "transfer"), seed)
     delta_table, delta_base, delta_method = _delta(_table(data, "delta"))
-    return Study(
+    study = Study(
         title=title, seed=seed, compare=compare, geometries=geometries,
         levels=_resolved(_load(Levels, _table(data, "levels"), "[levels]"), base),
         selection=_selection(_table(data, "selection"), seed),
@@ -99,7 +100,10 @@ def parse_study(data: Mapping[str, Any], *, base: str | os.PathLike = ".",
         delta=_train_config(train, delta_table, "[delta]", seed),
         delta_base=delta_base, delta_method=delta_method,
         output=_output(_table(data, "output"), base, name, geometries),
+        properties=read_properties(_table(data, "properties"), base),
     )
+    _check_forces(study)
+    return study
 
 
 # ---------------------------------------------------------------------------------- tables
@@ -142,6 +146,26 @@ def _geometries(table: Mapping[str, Any], base: Path, seed: int) -> Geometries:
     if source == "md":
         _check_md(found)
     return found
+
+
+def _check_forces(study: Study) -> None:
+    """The fits that use forces need them labelled (``[levels] forces``), and the high-level
+    forces are fitted by the linear transfer only."""
+    levels = study.levels
+    for where, config, which in (("[pretrain]", study.pretrain, "low"),
+                                 ("[scratch]", study.scratch, "high")):
+        if config.force_weight > 0 and not levels.with_forces(which):
+            raise ConfigError(f"{where} force_weight = {config.force_weight:g} fits {which}-level "
+                              f"forces, but [levels] forces = {levels.forces!r} labels none: set "
+                              f"forces = '{which}' or 'both', or force_weight = 0")
+    if (levels.with_forces("high") and "transfer" in study.compare
+            and not isinstance(study.transfer, LinearRecipe)):
+        raise ConfigError(f"[levels] forces = {levels.forces!r} gives the transfer high-level "
+                          f"forces, which only the linear recipe fits; set [transfer] recipe = "
+                          f"'linear' or forces = 'low' / 'none'")
+    if "delta" in study.compare and study.delta_method == "neural" and study.delta.force_weight:
+        raise ConfigError("[delta] the neural delta fits energies only: set its force_weight = 0 "
+                          "(a [train] force_weight applies to it too)")
 
 
 def _check_md(found: Geometries) -> None:

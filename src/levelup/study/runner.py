@@ -12,6 +12,9 @@ Steps, in order, each skipped when what it would make is already in the run fold
     delta       a model of high minus low level, added to the pre-trained model (or to the
                 low-level labels): kernel ridge regression (default; stored as .npz, fitted in
                 seconds) or an ANI network (``[delta] method = "neural"``)
+    properties  with ``[properties]``: optimised geometries, harmonic wavenumbers and energy
+                differences on every model, the high level (the reference) and the low level;
+                kept as properties.json, row by row (levelup.study.propertystep)
     outputs     predictions, metrics.json, figures and report.md
 
 Models are stored by :class:`~levelup.study.stepcache.StepCache` under a content hash of what
@@ -104,8 +107,9 @@ def run_study(study: Study | str | os.PathLike, out: str | os.PathLike | None = 
 
 def _execute(run: StudyRun) -> StudyResult:
     """Every step of ``run`` in order: geometries, labels, the pre-trained model, the
-    comparisons of ``compare``, outputs."""
+    comparisons of ``compare``, the properties, outputs."""
     from levelup.study.outputs import write_outputs
+    from levelup.study.propertystep import properties_step
 
     study = run.study
     db = build_geometries(study.geometries, cache=run.cache, progress=run.progress)
@@ -133,7 +137,9 @@ def _execute(run: StudyRun) -> StudyResult:
             comparisons.scratch_step(run, data, arch, new_model)
         elif name == "delta":
             comparisons.delta_step(run, data, arch, new_model)
-    metrics = write_outputs(run, db, train_idx, val_idx)
+    properties = properties_step(run, len(train_idx) + len(val_idx),
+                                 study.levels.with_forces("high"))
+    metrics = write_outputs(run, db, train_idx, val_idx, properties)
     return StudyResult(run.folder, dict(run.steps), metrics)
 
 

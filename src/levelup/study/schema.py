@@ -14,6 +14,7 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
     [levels]
     low = "HF/STO-3G"                         # the pre-training labels, on every geometry
     high = "CISD/cc-pVDZ"                     # the few expensive labels
+    forces = "none"                           # | "low" | "high" | "both": labels with forces
 
     [selection]                               # which geometries get the high level
     method = "tutorial"                       # | "every" | "random" | "indices" | "fps" | "design"
@@ -29,6 +30,19 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
     [scratch]                                 # TrainConfig keys of the scratch baseline
     [delta]                                   # method ("kernel" | "neural"), base, and for
                                               # "neural" the TrainConfig keys of its network
+
+    [properties]                              # what a chemist checks on every model, beside the
+                                              # high level computed directly (the reference) and
+                                              # the low level ("no transfer"); no table, no step
+    structures = ["water.xyz"]                # (or structure = "water.xyz"): optimised bond
+                                              # lengths and angles, harmonic wavenumbers
+    optimize = true                           # optimise on each source first
+    frequencies = true
+    fmax = 1e-4                               # the optimisations' threshold, Hartree/Angstrom
+    energies = { minimum = "nh3.xyz", saddle = "nh3_planar.xyz" }  # energy differences
+    constraints = { saddle = "planar" }       # held while optimising that structure
+    reference = "minimum"                     # the zero of the energies (kcal/mol)
+
     [output]                                  # folder, plots, formats, coordinate, regions, ylim
 
 Relative paths in the file (structures, databases, the label cache, the output folder) are
@@ -87,7 +101,9 @@ METHODS = {
 }
 #: The tables (and top-level keys) of a study file.
 TOP_KEYS = ("title", "seed", "compare", "geometries", "levels", "selection", "model", "train",
-            "pretrain", "transfer", "scratch", "delta", "output")
+            "pretrain", "transfer", "scratch", "delta", "properties", "output")
+#: Which labels come with analytic forces (``[levels] forces``).
+Forces = Literal["none", "low", "high", "both"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,13 @@ class Levels:
     high_on: Literal["all", "selected"] = "all"  # "all": the high level on every geometry
     #          too, to measure errors everywhere; "selected": on the selected points only
     #          (errors against the high level are then measured there only)
+    forces: Forces = "none"  # labels with analytic forces: "low" (pre-training fits them with
+    #          [pretrain] force_weight), "high" (the linear transfer fits them at the high-level
+    #          points; [scratch] with force_weight too), "both", or "none" (energies only)
+
+    def with_forces(self, which: str) -> bool:
+        """Whether the ``which`` ("low" or "high") labels come with forces."""
+        return self.forces in (which, "both")
 
 
 @dataclass(frozen=True)
@@ -202,6 +225,33 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Properties:
+    """What chemists check on a potential (``[properties]``), computed on every model the study
+    makes that is a potential, on the high level directly (the reference) and on the low level
+    (the "no transfer" row). Angstrom, degrees, Hartree/Angstrom, cm^-1, kcal/mol."""
+
+    structures: tuple[Path, ...] = ()  # one molecule per file (relative to the study file):
+    #              its optimised bond lengths and angles and harmonic wavenumbers; with no
+    #              structures and no energies there is no properties step
+    optimize: bool = True  # optimise every structure on every source first (else as given)
+    frequencies: bool = True  # harmonic wavenumbers of `structures` (imaginary ones negative)
+    fmax: float = 1e-4  # optimisation threshold on the largest atomic force, Hartree/Angstrom
+    steps: int = 200  # most optimisation steps per structure
+    energies: tuple[tuple[str, Path], ...] = ()  # name = structure file: energies relative to
+    #              `reference` (a barrier, a reaction energy), each structure optimised first
+    constraints: tuple[tuple[str, tuple[str, ...]], ...] = ()  # name = spec or [specs] held
+    #              while that structure of `energies` is optimised ("planar",
+    #              "dihedral:0,1,2,3=180"; levelup.properties.constraints)
+    reference: str | None = None  # the name in `energies` whose energy is the zero (default:
+    #                               the first)
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the study asks for any property (else the step is left out)."""
+        return bool(self.structures or self.energies)
+
+
+@dataclass(frozen=True)
 class Study:
     """A whole study: see the module docstring and :func:`levelup.study.reader.read_study`."""
 
@@ -223,9 +273,11 @@ class Study:
     delta_method: DeltaMethod  # "kernel" (kernel ridge regression, the default) or "neural" (an ANI
     #                    network trained with fit_delta): DELTA_METHODS
     output: Output
+    properties: Properties = field(default_factory=Properties)  # [properties]
     source: Path | None = None  # the study file
     text: str = field(default="", repr=False)  # the study file as read
 
 
 __all__ = ["COMPARISONS", "DEFAULT_COMPARE", "DELTA_METHODS", "METHODS", "PLOTS", "SOURCES",
-           "TOP_KEYS", "Geometries", "Levels", "ModelSettings", "Output", "Selection", "Study"]
+           "TOP_KEYS", "Forces", "Geometries", "Levels", "ModelSettings", "Output", "Properties",
+           "Selection", "Study"]

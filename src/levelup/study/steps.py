@@ -30,7 +30,7 @@ from levelup.transfer.linear import KIND
 STEP_TITLES = {"labels": "labels", "pretrained": "pre-training", "selection": "selection",
                "transfer": "transfer",
                "tutorial-protocol": "transfer (tutorial protocol)", "scratch": "scratch",
-               "delta": "delta", "outputs": "outputs"}
+               "delta": "delta", "properties": "properties", "outputs": "outputs"}
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,12 @@ class StepRecord:
     """What one step of a run did.
 
     Attributes:
-        name: "labels", "pretrained", "transfer", "scratch", "delta" or "outputs".
+        name: "labels", "pretrained", "selection", "transfer", "tutorial-protocol", "scratch",
+            "delta", "properties" or "outputs".
         key: content hash of the step's inputs.
         status: "reused" (found in the run folder) or "done" (computed in this run).
         seconds: wall time of the step in this run.
-        file: the model file (model steps), labels.npz or report.md.
+        file: the model file (model steps), labels.npz, properties.json or report.md.
     """
 
     name: str
@@ -88,44 +89,70 @@ class StudyRun:
 
     # ------------------------------------------------------------------ labels
     def labels(self, db: Database, chosen: np.ndarray) -> Database:
-        """Label ``db`` at both levels, from labels.npz when the geometries and levels match."""
+        """Label ``db`` at both levels (with forces where ``[levels] forces`` asks), from
+        labels.npz when the geometries, levels and forces match."""
         levels = self.study.levels
         start = time.perf_counter()
         key = content_key({"step": "labels", "species": db.species, "coordinates": db.coordinates,
                            "charges": db.charges, "multiplicities": db.multiplicities,
                            "low": levels.low, "high": levels.high,
-                           "high_on": "all" if self._high_everywhere() else chosen})
+                           "high_on": "all" if self._high_everywhere() else chosen,
+                           **({"forces": levels.forces} if levels.forces != "none" else {})})
         path = self.folder / "labels.npz"
         saved = self._saved_labels(path, key)
         if saved is not None:
-            out = db.copy()
-            for which in ("low", "high"):
-                out.set(saved[f"{which}_name"], saved[which], level=saved[f"{which}_name"])
-            self.names = (saved["low_name"], saved["high_name"])
+            self.names = (saved.pop("low_name"), saved.pop("high_name"))
             self.done("labels", key, "reused", start, path, f"reused ({path.name})")
-            return out
+            return _with_labels(db, self.names, saved)
         from levelup.qm import label_with_report
 
         options = {"cache": self.cache, "progress": self.progress, "workers": levels.workers}
-        out, low = label_with_report(db, levels.low, **options)
+        out, low = label_with_report(db, levels.low, forces=levels.with_forces("low"), **options)
         targets = np.arange(len(db)) if self._high_everywhere() else np.asarray(chosen)
-        part, high = label_with_report(db[targets], levels.high, **options)
-        energies = np.full(len(db), np.nan)
-        energies[targets] = part.get(high.name)
-        out.set(high.name, energies, level=high.name)
-        self.names = (low.name, high.name)
+        arrays = {"low": np.asarray(out.get(low.name)), "high": np.full(len(db), np.nan)}
+        if levels.with_forces("low"):
+            arrays["low_forces"] = np.asarray(out.get(f"forces/{low.name}"))
+        high_name, high = self._high_labels(db, targets, arrays, options)
+        self.names = (low.name, high_name)
+        out = _with_labels(db, self.names, arrays)
         buffer = io.BytesIO()
-        np.savez(buffer, key=key, low=np.asarray(out.get(low.name)), high=energies,
-                 low_name=low.name, high_name=high.name)
-        finite = np.isfinite(out.get(low.name)).all() and np.isfinite(energies[targets]).all()
-        if finite:  # failed calculations are retried next time, so labels with gaps are not kept
+        np.savez(buffer, key=key, low_name=low.name, high_name=high_name, **arrays)
+        # failed calculations are retried next time, so labels with gaps are not kept; nor
+        # are labels without the high level (chosen after pre-training, then labelled again)
+        keep = (np.isfinite(arrays["low"]).all() and np.isfinite(arrays["high"][targets]).all()
+                and high is not None)
+        if keep:
             write_bytes_atomic(path, buffer.getvalue())
-        failed = len(low.failures) + len(high.failures)
-        self.done("labels", key, "done", start, path if finite else None,
+        failed = len(low.failures) + (len(high.failures) if high is not None else 0)
+        self.done("labels", key, "done", start, path if keep else None,
                    f"{low.name} {len(db)} geometries ({low.cached} from the cache, {low.computed} "
-                   f"computed), {high.name} {len(targets)} ({high.cached} from the cache, "
-                   f"{high.computed} computed)" + (f", {failed} failed" if failed else ""))
+                   f"computed), " + (f"{high_name} {len(targets)} ({high.cached} from the cache, "
+                                     f"{high.computed} computed)" if high is not None else
+                                     f"{high_name} on none yet")
+                   + _forces_words(levels.forces) + (f", {failed} failed" if failed else ""))
         return out
+
+    def _high_labels(self, db: Database, targets: np.ndarray, arrays: dict[str, np.ndarray],
+                     options: dict[str, Any]) -> tuple[str, Any]:
+        """Label rows ``targets`` of ``db`` at the high level into ``arrays`` ("high", and
+        "high_forces" when asked); (the property name, the LabelReport). No rows: nothing is
+        computed and the report is None (a selection that chooses after pre-training labels
+        them later)."""
+        from levelup.qm import label_with_report
+        from levelup.qm.levels import parse_level
+
+        levels = self.study.levels
+        forces = levels.with_forces("high")
+        if forces:
+            arrays["high_forces"] = np.full(np.shape(db.coordinates), np.nan)
+        if len(targets) == 0:
+            return parse_level(levels.high).name, None
+        part, high = label_with_report(db[targets], levels.high, forces=forces, **options)
+        arrays["high"][targets] = part.get(high.name)
+        if forces:
+            f = np.asarray(part.get(f"forces/{high.name}"))  # (targets, their widest, 3)
+            arrays["high_forces"][targets, :f.shape[1]] = f
+        return high.name, high
 
     def _high_everywhere(self) -> bool:
         return self.study.levels.high_on == "all"
@@ -136,10 +163,10 @@ class StudyRun:
             with np.load(path) as f:
                 if str(f["key"]) != key:
                     return None
-                return {"low": f["low"], "high": f["high"], "low_name": str(f["low_name"]),
-                        "high_name": str(f["high_name"])}
+                saved = {k: f[k] for k in f.files if k != "key"}
         except (OSError, KeyError, ValueError):
             return None
+        return {**saved, "low_name": str(saved["low_name"]), "high_name": str(saved["high_name"])}
 
     # ------------------------------------------------------------------ models
     def model_step(self, name: str, parts: dict[str, Any], train: Callable[[], tuple[Any, Any]],
@@ -230,11 +257,21 @@ class StudyRun:
         return LinearChoice.from_dict(data) if data.get("kind") == KIND else None
 
 
-def _how(record: Any) -> str:
-    """'N epochs' of a training History, or the summary of a linear transfer's choice."""
-    if hasattr(record, "epoch"):
-        return f"{len(record.epoch)} epochs"
-    return record.summary()
+def _with_labels(db: Database, names: tuple[str, str], arrays: dict[str, Any]) -> Database:
+    """A copy of ``db`` with the low and high energies (Hartree) of ``arrays`` and, where it
+    holds them, their forces (Hartree/Angstrom, ``forces/<level>``)."""
+    out = db.copy()
+    for which, name in zip(("low", "high"), names, strict=True):
+        out.set(name, arrays[which], level=name)
+        if f"{which}_forces" in arrays:
+            out.set(f"forces/{name}", arrays[f"{which}_forces"], level=name)
+    return out
+
+
+def _forces_words(forces: str) -> str:
+    """How the labels log says which came with forces."""
+    return {"none": "", "low": " (low level with forces)", "high": " (high level with forces)",
+            "both": " (both with forces)"}[forces]
 
 
 def _how(record: Any) -> str:
