@@ -269,3 +269,19 @@ def test_forces_are_labelled_and_fitted(first_run):
     choice = json.loads(Path(str(run["transfer"].file).replace(".pt", ".history.json"))
                         .read_text())
     assert choice["force_points"] == 8  # the linear transfer fitted MP2 forces at its points
+
+
+def test_the_water_example_reads():
+    """examples/water_ccsdt.toml (the README's polyatomic study; run by hand, ~70 s on 2 cores, a
+    rerun ~3 s): water's geometry and frequencies at CCSD(T), 20 points by design, forces."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "water_ccsdt.toml"
+    study = read_study(example)
+    assert (study.levels.low, study.levels.high) == ("HF/STO-3G", "CCSD(T)/cc-pVDZ")
+    assert study.properties.structures == (example.parent / "water.xyz",)
+    assert study.properties.frequencies and study.properties.optimize
+    assert (study.selection.method, study.selection.count) == ("design", 20)
+    assert study.geometries.source == "distort" and study.geometries.normal_modes
+    assert study.levels.forces == "both" and study.pretrain.force_weight > 0
+    from levelup.data.structure import read_structure
+
+    assert read_structure(study.properties.structures[0]).formula == "H2O"

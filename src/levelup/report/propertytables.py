@@ -104,12 +104,12 @@ def differences_table_markdown(props: Mapping[str, Any]) -> str:
 def _cost_sentence(props: Mapping[str, Any]) -> str:
     cost = props["high_level_cost"]
     ref, models, high = cost["reference"], cost["models"], props["levels"]["high"]
+    parts = [_count(ref["gradients"], "gradient"), _count(ref["hessians"], "analytic Hessian"),
+             _count(ref["energies"], "single-point energy", "single-point energies")]
+    took = ", ".join(p for p in parts if not p.startswith("0 ")) or "no calculation"
     forces = f", {models['gradients']} of them with forces" if models["gradients"] else ""
-    return (f"High-level cost: the reference took {_count(ref['gradients'], 'gradient')}, "
-            f"{_count(ref['hessians'], 'analytic Hessian')} and "
-            f"{_count(ref['energies'], 'single-point energy', 'single-point energies')} at "
-            f"{high}; the models were fitted on {_count(models['energies'], 'point')} of it"
-            f"{forces}.")
+    return (f"High-level cost: the reference took {took} at {high}; the models were fitted on "
+            f"{_count(models['energies'], 'point')} of it{forces}.")
 
 
 def _count(n: int, one: str, several: str | None = None) -> str:
