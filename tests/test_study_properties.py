@@ -285,3 +285,14 @@ def test_the_water_example_reads():
     from levelup.data.structure import read_structure
 
     assert read_structure(study.properties.structures[0]).formula == "H2O"
+
+
+def test_the_differences_table_shows_the_columns_some_source_has(first_run):
+    from levelup.report.propertytables import differences_table_markdown
+
+    props = json.loads(json.dumps(first_run[2]))
+    for d in props["differences"].values():
+        d["max_abs_wavenumber_cm-1"] = None  # as without frequencies = false
+    table = differences_table_markdown(props)
+    assert "Δω" not in table and "Δbond" in table and "Δ bent" in table
+    assert table.count("\n| ") == len(ROWS) - 1  # a line per source but the reference

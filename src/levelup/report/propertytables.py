@@ -84,20 +84,19 @@ def properties_table_markdown(props: Mapping[str, Any]) -> str:
 
 def differences_table_markdown(props: Mapping[str, Any]) -> str:
     """The differences table: a row per source but the reference, its largest absolute
-    differences from the reference (wavenumber, bond, angle) and each energy difference's."""
+    differences from the reference (wavenumber, bond, angle: the columns some source has) and
+    each energy difference's."""
     diffs = props["differences"]
+    kinds = [(key, head, kind) for key, head, kind in (
+        ("max_abs_wavenumber_cm-1", "max \\|Δω\\| (cm⁻¹)", "wavenumber"),
+        ("max_abs_bond_angstrom", "max \\|Δbond\\| (Å)", "bond"),
+        ("max_abs_angle_degrees", "max \\|Δangle\\| (°)", "angle"))
+        if any(d[key] is not None for d in diffs.values())]
     names = sorted({n for d in diffs.values() for n in d["abs_energy_kcal_per_mol"]})
-    head = ["source", "max \\|Δω\\| (cm⁻¹)", "max \\|Δbond\\| (Å)", "max \\|Δangle\\| (°)",
-            *(f"\\|Δ {n}\\| (kcal/mol)" for n in names)]
-    rows = []
-    for row in props["labels"]:
-        if row not in diffs:
-            continue
-        d = diffs[row]
-        rows.append([props["labels"][row], _value(d["max_abs_wavenumber_cm-1"], "wavenumber"),
-                     _value(d["max_abs_bond_angstrom"], "bond"),
-                     _value(d["max_abs_angle_degrees"], "angle"),
-                     *(_value(d["abs_energy_kcal_per_mol"].get(n), "energy") for n in names)])
+    head = ["source", *(h for _, h, _ in kinds), *(f"\\|Δ {n}\\| (kcal/mol)" for n in names)]
+    rows = [[props["labels"][row], *(_value(diffs[row][key], kind) for key, _, kind in kinds),
+             *(_value(diffs[row]["abs_energy_kcal_per_mol"].get(n), "energy") for n in names)]
+            for row in props["labels"] if row in diffs]
     return "\n".join(_table(head, rows))
 
 
