@@ -70,8 +70,8 @@ _EXPORTS = {
     "unfreeze": "levelup.transfer.surgery",
 }
 # folders and modules reachable as attributes (levelup.qm, levelup.ase, ...)
-_SUBPACKAGES = ("ase", "cli", "compat", "data", "model", "properties", "qm", "report", "selection", "study",
-                "train", "transfer")
+_SUBPACKAGES = ("ase", "cli", "compat", "data", "explore", "model", "properties", "qm", "report",
+                "selection", "study", "train", "transfer")
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
