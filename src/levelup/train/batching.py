@@ -36,6 +36,23 @@ def trainable_split(network: nn.Sequential) -> int:
     return len(network)
 
 
+def element_features(model: nn.Module, species: Tensor, coordinates: Tensor) -> list[Tensor]:
+    """What training caches of molecules ``species`` (m, atoms) at ``coordinates`` (m, atoms, 3)
+    Angstrom: for each element of ``model`` (in ``model.symbols`` order), the output of the
+    frozen leading modules of its network (the AEV itself when none is frozen), one row per atom
+    of that element, molecule after molecule: (atoms of the element, width), model dtype."""
+    with torch.no_grad():
+        aev = model.compute_aev(species, coordinates)  # (m, atoms, aev)
+        # rows in molecule-major order: atom (m, a) comes before (m, a+1) and (m+1, 0)
+        flat_sp, flat_aev = species.reshape(-1), aev.reshape(-1, aev.shape[-1])
+        out = []
+        for index, name in enumerate(model.symbols):
+            rows = (flat_sp == index).nonzero().view(-1)
+            net = model.networks[name]
+            out.append(net[: trainable_split(net)](flat_aev[rows]))
+    return out
+
+
 @dataclass
 class _ElementRows:
     """Rows of one element: ``features`` (atoms_e, width) molecule after molecule, ``counts``
@@ -69,17 +86,11 @@ class CachedEnergies:
         self.inv_sqrt_atoms = n_atoms.to(dtype).rsqrt()
         self.elements: list[_ElementRows] = []
         features: dict[int, list[Tensor]] = {}
-        with torch.no_grad():
-            for start in range(0, n, chunk):
-                sp = species[start:start + chunk]
-                aev = model.compute_aev(sp, coordinates[start:start + chunk])  # (m, atoms, aev)
-                # rows in molecule-major order: atom (m, a) comes before (m, a+1) and (m+1, 0)
-                flat_sp, flat_aev = sp.reshape(-1), aev.reshape(-1, aev.shape[-1])
-                for index, name in enumerate(model.symbols):
-                    rows = (flat_sp == index).nonzero().view(-1)
-                    net = model.networks[name]
-                    out = net[: trainable_split(net)](flat_aev[rows])
-                    features.setdefault(index, []).append(out)
+        for start in range(0, n, chunk):
+            rows = element_features(model, species[start:start + chunk],
+                                    coordinates[start:start + chunk])
+            for index, out in enumerate(rows):
+                features.setdefault(index, []).append(out)
         for index, name in enumerate(model.symbols):
             counts = (species == index).sum(1).numpy()
             if counts.sum() == 0:
@@ -130,14 +141,24 @@ class CachedEnergies:
         """
         out = None
         m = stop - start
-        for el, (feats, local, bounds, uniform) in zip(self.elements, self._epoch_rows, strict=True):
-            lo, hi = int(bounds[start]), int(bounds[stop])
-            atomic = el.tail(feats[lo:hi])  # (atoms of el, 1)
+        for el, (feats, local, uniform) in zip(self.elements, self._spans(start, stop),
+                                               strict=True):
+            atomic = el.tail(feats)  # (atoms of el, 1)
             if uniform:
                 part = atomic.view(m, uniform).sum(1)
             else:
-                part = atomic.new_zeros(m).index_add_(0, local[lo:hi], atomic.view(-1))
+                part = atomic.new_zeros(m).index_add_(0, local, atomic.view(-1))
             out = part if out is None else out + part
+        return out
+
+    def _spans(self, start: int, stop: int) -> list[tuple[Tensor, Tensor, int]]:
+        """For each element: (feature rows, their molecule's place in the batch, atoms of the
+        element per molecule when that is the same for all, else 0) of positions start..stop of
+        the current order."""
+        out = []
+        for feats, local, bounds, uniform in self._epoch_rows:
+            lo, hi = int(bounds[start]), int(bounds[stop])
+            out.append((feats[lo:hi], local[lo:hi], uniform))
         return out
 
     @property
@@ -156,17 +177,16 @@ class CachedEnergies:
         """
         m = stop - start
         energies, passes = None, []
-        for plan, (feats, local, bounds, uniform) in zip(self._plans, self._epoch_rows,
-                                                         strict=True):
-            lo, hi = int(bounds[start]), int(bounds[stop])
-            if hi == lo:
+        spans = self._spans(start, stop)
+        for plan, (feats, local, uniform) in zip(self._plans, spans, strict=True):
+            if len(feats) == 0:
                 passes.append(None)
                 continue
-            atomic, saved = backprop.forward(plan, feats[lo:hi])  # (atoms of el, 1)
+            atomic, saved = backprop.forward(plan, feats)  # (atoms of el, 1)
             if uniform:
                 part = atomic.view(m, uniform).sum(1)
             else:
-                part = atomic.new_zeros(m).index_add_(0, local[lo:hi], atomic.view(-1))
+                part = atomic.new_zeros(m).index_add_(0, local, atomic.view(-1))
             energies = part if energies is None else energies + part
             passes.append(saved)
         target, inv_sqrt = self.batch_targets(start, stop)
@@ -174,16 +194,14 @@ class CachedEnergies:
         sq = diff * diff
         loss = (sq * inv_sqrt).mean() * scale ** 2
         grad_e = diff * inv_sqrt * (2 * scale ** 2 / m)  # dL/dE_pred, (m,)
-        for plan, (_, local, bounds, uniform), saved in zip(self._plans, self._epoch_rows,
-                                                            passes, strict=True):
+        for plan, (_, local, uniform), saved in zip(self._plans, spans, passes, strict=True):
             if saved is None:
                 backprop.zero(plan)
                 continue
             if uniform:
                 grad_rows = grad_e.view(m, 1).expand(m, uniform).reshape(-1, 1)
             else:
-                lo, hi = int(bounds[start]), int(bounds[stop])
-                grad_rows = grad_e[local[lo:hi]].view(-1, 1)
+                grad_rows = grad_e[local].view(-1, 1)
             backprop.backward(plan, saved, grad_rows)
         return loss, sq.sum() * scale ** 2
 

@@ -194,6 +194,66 @@ def _read_arrays(f: h5py.File, sel: slice) -> tuple:
             props, info)
 
 
+class RowReader:
+    """A native database file held open to read ranges of molecules (h5py slices), for data
+    larger than memory: nothing is read until :meth:`read` asks for rows. A context manager.
+
+    Attributes:
+        length: number of molecules in the file.
+        width: atoms of its largest molecule (the padded width of every read).
+        info: property name -> :class:`~levelup.data.columns.PropertyInfo`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._file = _open(path)
+        try:
+            self._species = _dataset(self._file, "species", "iu", 2)
+            self.length, self.width = (int(k) for k in self._species.shape)
+            self._coordinates = _dataset(self._file, "coordinates", "f", 3)
+            if self._coordinates.shape != (self.length, self.width, 3):
+                raise DataError(f"coordinates have shape {self._coordinates.shape}; species say "
+                                f"{(self.length, self.width, 3)}")
+            group = self._file["properties"]
+            self._properties, self.info = {}, {}
+            for key in group:
+                ds = _dataset(group, key, "fiu", group[key].ndim)
+                if ds.ndim == 0 or ds.shape[0] != self.length:
+                    raise DataError(f"property dataset properties/{key} has shape {ds.shape}")
+                name, _, meta = _property(ds, slice(0, 0))
+                self._properties[name], self.info[name] = ds, meta
+        except (DataError, *_DAMAGE) as exc:
+            self._file.close()
+            raise DataError(f"{path} is a damaged levelup database: {exc}") from None
+
+    def read(self, start: int, stop: int, properties: tuple[str, ...] = ()
+             ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(atomic numbers (m, width) int64, coordinates (m, width, 3) Angstrom, {name: values}
+        of ``properties``) of molecules ``start:stop``, padded to the file's width."""
+        unknown = [name for name in properties if name not in self._properties]
+        if unknown:
+            raise DataError(f"no property {unknown[0]!r} in {self.path}; it has: "
+                            f"{', '.join(repr(k) for k in self._properties) or 'none'}")
+        sel = slice(start, stop)
+        try:
+            return (self._species[sel].astype(np.int64), self._coordinates[sel],
+                    {name: self._properties[name][sel] for name in properties})
+        except _DAMAGE as exc:
+            raise DataError(f"{self.path} is a damaged levelup database: {exc}") from None
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> RowReader:
+        """The reader itself."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the file."""
+        self.close()
+
+
 def database_length(path: str | os.PathLike) -> int:
     """Number of molecules in a native database file, without loading it."""
     with _open(path) as f:
