@@ -1,0 +1,152 @@
+"""The "properties" section of bench/RESULTS.md, from bench/properties/results/*.json
+(bench/bench_properties.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from bench_properties import AMMONIA_BUDGETS, RESULTS, SEEDS, WATER
+from results import write_section
+
+COMMAND = "nice -n 10 .venv/bin/python bench/bench_properties.py && " \
+          ".venv/bin/python bench/bench_properties.py --report"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def med(values: list[float], digits: int = 2) -> str:
+    v = np.array(values, dtype=float)
+    return (f"{np.median(v):.{digits}f} ({v.min():.{digits}f}-{v.max():.{digits}f})"
+            if v.size else "-")
+
+
+def water_table() -> str:
+    ref = load("water_reference")
+    if ref is None:
+        return "No water runs yet."
+    high, low, cost = ref["high"], ref["low"], ref["cost"]
+    lines = ["| model | K (CCSD(T) points, with forces) | seed | wavenumbers, cm^-1 | max abs "
+             "diff, cm^-1 | max abs diff bond, A | max abs diff angle, deg |",
+             "|---|---|---|---|---|---|---|"]
+
+    def row(name: str, k: str, seed: str, r: dict) -> str:
+        w = ", ".join(f"{x:.1f}" for x in r["wavenumbers"])
+        return (f"| {name} | {k} | {seed} | {w} | {r['max_abs_d_wavenumber']:.1f} | "
+                f"{r['max_abs_d_bond']:.4f} | {r['max_abs_d_angle']:.2f} |")
+
+    lines.append(row("CCSD(T)/cc-pVDZ itself", "-", "-", high))
+    lines.append(row("HF/STO-3G itself (no transfer)", "-", "-", low))
+    for seed in SEEDS:
+        r = load(f"water_pretrained_seed{seed}")
+        if r:
+            lines.append(row("pre-trained on HF/STO-3G", "0", str(seed), r))
+    summary = []
+    for k in WATER["budgets"]:
+        runs = [r for s in SEEDS if (r := load(f"water_seed{s}_K{k}"))]
+        for r in runs:
+            lines.append(row("transferred (design points, linear recipe)", str(k),
+                             str(r["seed"]), r))
+        if runs:
+            summary.append(
+                f"- K = {k}: max |d wavenumber| {med([r['max_abs_d_wavenumber'] for r in runs])}"
+                f" cm^-1; max |d bond| {med([r['max_abs_d_bond'] for r in runs], 4)} A; max |d "
+                f"angle| {med([r['max_abs_d_angle'] for r in runs])} deg (median (min-max) "
+                f"over {len(runs)} seeds)")
+    g = high["geometry"]
+    geometry = ", ".join(f"{k} {v:.4f} A" for k, v in g["bonds_angstrom"].items()) + ", " + \
+        ", ".join(f"{k} {v:.2f} deg" for k, v in g["angles_degrees"].items())
+    cost_text = (f"CCSD(T)/cc-pVDZ reference: {cost['gradients']} analytic gradients "
+                 f"({cost['optimisation_gradients']} for the optimisation, "
+                 f"{cost['hessian_gradients']} for the Hessian by central differences); its "
+                 f"structure: {geometry}. A transfer costs K CCSD(T) energies and gradients.")
+    return "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n\n" + cost_text
+
+
+def ammonia_table() -> str:
+    ref = load("ammonia_reference")
+    if ref is None:
+        return "No ammonia runs yet."
+    high = ref["high"]
+    pre = [r["barrier"] for s in SEEDS if (r := load(f"ammonia_pretrained_seed{s}"))]
+    lines = ["| model | K | barrier, kcal/mol (seeds 0, 1, 2) | abs. error, median (min-max) |",
+             "|---|---|---|---|",
+             f"| CCSD(T)/cc-pVDZ itself | - | {high:.3f} | - |",
+             f"| HF/STO-3G itself (no transfer) | - | {ref['low']:.3f} | "
+             f"{abs(ref['low'] - high):.2f} |"]
+    if pre:
+        lines.append(f"| pre-trained on HF/STO-3G | 0 | {', '.join(f'{b:.3f}' for b in pre)} | "
+                     f"{med([abs(b - high) for b in pre])} |")
+    for k in AMMONIA_BUDGETS:
+        for tag, what in (("energies", "energies"), ("forces", "energies and forces")):
+            runs = [r for s in SEEDS if (r := load(f"ammonia_seed{s}_K{k}_{tag}"))]
+            if runs:
+                values = ", ".join(f"{r['barrier']:.3f}" for r in runs)
+                lines.append(f"| transferred, {what} | {k} | {values} | "
+                             f"{med([abs(r['barrier'] - high) for r in runs])} |")
+    return "\n".join(lines) + (f"\n\nCCSD(T)/cc-pVDZ reference: {ref['cost']['gradients']} "
+                               "analytic gradients (two optimisations).")
+
+
+def nve_table() -> str:
+    runs = [(s, r) for s in SEEDS if (r := load(f"water_nve_seed{s}_K20"))]
+    if not runs:
+        return "No NVE runs yet."
+    lines = ["| seed | completed | drift, kcal/mol | fluctuation (std), kcal/mol | max abs "
+             "deviation, kcal/mol | lowest potential energy - start's, kcal/mol | temperature at "
+             "start, mean (min-max), K | s |", "|---|---|---|---|---|---|---|---|"]
+    for seed, r in runs:
+        lines.append(f"| {seed} | {r['completed']} | {r['drift_kcalmol']:.4f} | "
+                     f"{r['fluctuation_kcalmol']:.4f} | {r['max_deviation_kcalmol']:.4f} | "
+                     f"{r.get('lowest_potential_rel_start_kcalmol', float('nan')):.4f} | "
+                     f"{r.get('start_temperature_K', float('nan')):.0f}; "
+                     f"{r['temperature_mean_K']:.0f} ({r['temperature_min_K']:.0f}-"
+                     f"{r['temperature_max_K']:.0f}) | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+NVE_READING = (
+    "Over 10 ps the total energy drifts by at most 0.016 kcal/mol and never strays more than "
+    "0.033 kcal/mol from its start, and no trajectory found a potential energy below the "
+    "model's minimum (a hole in the surface would show as one, with a temperature that climbs). "
+    "Seed 2's run is hotter (about 1000 K) because its seeded Maxwell-Boltzmann draw gave the "
+    "6 degrees of freedom 1150 K at the start (three atoms: the kinetic temperature of one draw "
+    "scatters widely).")
+
+
+READING = (
+    "Targets of issue 15 (at most 20 CCSD(T) points): bond lengths within 0.002 A and angles "
+    "within 0.3 deg are met on every seed (at most 0.0004 A and 0.08 deg); harmonic "
+    "frequencies within 10 cm^-1 are not (largest error per seed 18-58 cm^-1, median 47; with "
+    "40 points 7-44, median 14); the ammonia barrier within 0.2 kcal/mol is not (0.27-0.36 "
+    "from 20 energies, 0.25-0.54 with their forces; HF/STO-3G itself is 2.32 off). What limits "
+    "the frequencies is the transfer, not the choice of its strengths: on seed 0 every one of "
+    "the linear recipe's 300 prior settings was tried on the same 20 points, and the best gave "
+    "25.4 cm^-1 (the cross-validation chose 47.4). Pre-training at 1500 K instead of 600 K "
+    "(a wider pool) gave 75-95 cm^-1 on the bend, and ensembles of three pre-trained models did "
+    "not help consistently (prototype runs, not in these results).")
+
+
+def report() -> None:
+    body = "\n\n".join([
+        "HF/STO-3G -> CCSD(T)/cc-pVDZ; seeds 0, 1, 2 (pre-training); how every number is made: "
+        "bench/bench_properties.py's docstring. Water: pool of 200 normal-mode distortions of "
+        "the HF/STO-3G minimum at 600 K with HF/STO-3G energies and forces, pre-training with "
+        "force weight 0.1 A^2, K points by `levelup.select(..., \"design\")` with CCSD(T) "
+        "energies and forces, the default linear transfer; wavenumbers and structures from "
+        "`levelup.properties.frequencies` (optimised on each source). One PySCF thread per "
+        "calculation; 2-core machine shared with other jobs.",
+        "### Water: harmonic wavenumbers and structure\n\n" + water_table(),
+        "### Ammonia: inversion barrier (planar saddle by constrained optimisation)\n\n"
+        "The transfer suite's umbrella-path pool (300 geometries) and the selection bench's "
+        "pre-trained models (HF/STO-3G energies only), K design points.\n\n" + ammonia_table(),
+        "### Water: 10 ps NVE with the transferred model (K = 20)\n\n"
+        "`levelup.explore.nve_check`: velocity Verlet, 0.5 fs, from the model's own minimum "
+        "with 600 K Maxwell-Boltzmann velocities (seeded), energies every 20 steps.\n\n"
+        + nve_table() + "\n\n" + NVE_READING,
+        "### Reading\n\n" + READING])
+    write_section("properties", "Properties after transfer: frequencies, structure, barrier, "
+                  "NVE (issue 15)", body, COMMAND)
