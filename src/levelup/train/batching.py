@@ -102,6 +102,13 @@ class CachedEnergies:
                                               counts))
         self._order: np.ndarray | None = None
 
+    def epoch_order(self, order: np.ndarray) -> np.ndarray:
+        """The order an epoch visits the molecules in, given a random permutation ``order`` of
+        them: ``order`` itself here (every feature is in memory); data streamed from a file
+        groups it so that a stretch of it reads few blocks
+        (:meth:`levelup.train.streaming.StreamedEnergies.epoch_order`)."""
+        return order
+
     def shuffle(self, order: np.ndarray, batch_size: int) -> None:
         """Lay the rows out in molecule ``order`` (an index array) for the coming epoch, to be cut
         into batches of ``batch_size`` molecules (see :meth:`batches`)."""

@@ -47,8 +47,8 @@ from levelup.train.streaming_sources import (
 WINDOW_ATOMS = 2**15
 #: molecules per block: what is read at once, cached or not as a whole, and mixed by the order
 BLOCK = 256
-#: molecules per AEV evaluation while filling the cache
-_CHUNK = 2048
+#: molecules per AEV evaluation (the AEV of 256 six-atom molecules needs ~20 MB on the way)
+_CHUNK = 256
 #: molecules per read of the passes over a file (atom counts, energies)
 _PASS = 8192
 

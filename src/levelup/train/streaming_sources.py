@@ -130,7 +130,7 @@ class Recompute:
     """Features of molecules computed from ``source`` each time they are asked for."""
 
     def __init__(self, model: nn.Module, source: ArraySource | FileSource, counts: np.ndarray,
-                 block: int, chunk: int = 2048) -> None:
+                 block: int, chunk: int = 256) -> None:
         self.model, self.source, self.counts = model, source, counts
         self.block, self.chunk = block, chunk
 

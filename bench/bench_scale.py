@@ -1,0 +1,334 @@
+"""Benchmark: training on data larger than memory, and levelup's training speed next to TorchANI
+2.2.4's own training loop (issue 16).
+
+Run:   bash bench/mlatom_env.sh        # once: bench/.mlatom-venv holds torchani 2.2.4
+       .venv/bin/python bench/bench_scale.py [--sizes 1000 10000 100000 1000000] [--budget 256]
+           [--batches-1m 4000] [--compare-batches 16 2560]
+
+Data (synthetic, seeded): distortions of water, ammonia, methane and methanol (in turn; every
+coordinate moved by Gaussian noise of 0.06 Angstrom around the equilibrium structure), labelled
+by a cheap analytic potential: self energies plus a Morse term for every pair of atoms
+(D = 0.1 Hartree, a = 1.8 / Angstrom, r0 = the sum of the two covalent radii). Saved as native
+levelup databases (bench/_work/scale_N.h5; 1M conformations take ~240 MB).
+
+1. Scale: for each size, in a fresh process (one torch thread), ANI-1x architecture (AEV 384,
+   H 160-128-96, C 144-112-96, N/O 128-112-96), batch 16: the training data streamed from the
+   file (levelup.train.streaming.stream_file) with a fixed feature budget, the time to build it
+   (passes over the file, the cache), one epoch of levelup.train.steps.train_epoch, and the peak
+   memory (maxrss) of the process against its memory before the data. Beside it, for the sizes
+   whose features fit, today's in-memory layout (CachedEnergies of the whole database). The 1M
+   epoch is timed on its first --batches-1m batches and extrapolated (said so in the table).
+2. TorchANI: the 10,000-conformation set split 80/20 (seeded), the same architecture and
+   initialisation (Kaiming normal, zero biases), TorchANI's training example
+   (examples/nnp_training.py of torchani 2.2.4: AEVComputer + ANIModel, AdamW on the weights with
+   its per-layer decays, SGD on the biases, batches padded per batch and cached, validation
+   every epoch, ReduceLROnPlateau) in bench/.mlatom-venv, against levelup's ``fit`` with the
+   same recipe (TrainConfig.mlatom + torchani_groups), each in a fresh process on one thread,
+   a few epochs; molecules per second per core = training molecules x epochs / CPU seconds of
+   the whole training call (levelup's includes building its feature cache).
+
+Writes the "scale" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+WORK = BENCH / "_work"
+TORCHANI_PY = BENCH / ".mlatom-venv" / "bin" / "python"
+sys.path.insert(0, str(BENCH))
+
+ELEMENTS = ["H", "C", "N", "O"]
+SELF = {1: -0.5, 6: -37.8, 7: -54.6, 8: -75.0}  # Hartree, the self energies of the labels
+RADIUS = {1: 0.31, 6: 0.76, 7: 0.71, 8: 0.66}  # covalent radii, Angstrom
+MOLECULES = [
+    ([8, 1, 1], [[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]),
+    ([7, 1, 1, 1], [[0.0, 0.0, 0.1162], [0.0, 0.9397, -0.2711], [0.8138, -0.4699, -0.2711],
+                    [-0.8138, -0.4699, -0.2711]]),
+    ([6, 1, 1, 1, 1], [[0, 0, 0], [0.629, 0.629, 0.629], [-0.629, -0.629, 0.629],
+                       [-0.629, 0.629, -0.629], [0.629, -0.629, -0.629]]),
+    ([6, 8, 1, 1, 1, 1], [[-0.0465, 0.6631, 0.0], [-0.0465, -0.7561, 0.0], [-1.0862, 0.9759, 0.0],
+                          [0.4373, 1.0773, 0.8906], [0.4373, 1.0773, -0.8906],
+                          [0.8624, -1.0837, 0.0]]),
+]
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def labels(z: np.ndarray, xyz: np.ndarray) -> np.ndarray:
+    """Energies (Hartree) of molecules of one kind: self energies + Morse pairs."""
+    energy = np.full(len(xyz), sum(SELF[int(a)] for a in z))
+    for i in range(len(z)):
+        for j in range(i + 1, len(z)):
+            r = np.linalg.norm(xyz[:, i] - xyz[:, j], axis=-1)
+            x = np.exp(-1.8 * (r - RADIUS[int(z[i])] - RADIUS[int(z[j])]))
+            energy += 0.1 * (1 - x) ** 2 - 0.1
+    return energy
+
+
+def dataset(n: int) -> Path:
+    """bench/_work/scale_N.h5: N conformations (made once)."""
+    path = WORK / f"scale_{n}.h5"
+    if path.exists():
+        return path
+    from levelup import Database
+
+    rng = np.random.default_rng(n)
+    species = np.zeros((n, 6), dtype=np.int64)
+    xyz = np.zeros((n, 6, 3))
+    energy = np.zeros(n)
+    for kind, (z, r) in enumerate(MOLECULES):
+        rows = np.arange(kind, n, len(MOLECULES))
+        pos = np.array(r)[None] + rng.normal(scale=0.06, size=(len(rows), len(z), 3))
+        species[rows, :len(z)] = z
+        xyz[rows, :len(z)] = pos
+        energy[rows] = labels(np.array(z), pos)
+    db = Database(species, xyz)
+    db.set("energy", energy)
+    WORK.mkdir(exist_ok=True)
+    db.save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------ workers
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _model():
+    from levelup.model.ani import ANIModel
+
+    model = ANIModel(ELEMENTS, seed=0)
+    model.set_self_energies([SELF[z] for z in (1, 6, 7, 8)])
+    return model
+
+
+def scale_worker(args: argparse.Namespace) -> dict:
+    """One size, streamed or in memory (``--budget -1``): build, one epoch, peak memory."""
+    import torch
+
+    torch.set_num_threads(1)
+    from levelup.train.batching import CachedEnergies
+    from levelup.train.config import TrainConfig
+    from levelup.train.optim import AveragedAdamW
+    from levelup.train.steps import train_epoch
+    from levelup.train.streaming import stream_file
+    from levelup.units import HARTREE_TO_KCALMOL
+
+    model = _model()
+    before = _peak_mb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    if args.budget < 0:  # today's layout: the database loaded, every feature in memory
+        from levelup import Database
+
+        db = Database.load(args.file)
+        species = model.species_index(db.species)
+        xyz = torch.from_numpy(db.coordinates).to(model.dtype)
+        residuals = torch.from_numpy(db.get("energy").copy()) - model.self_energy_sum(species)
+        data = CachedEnergies(model, species, xyz, residuals)
+    else:
+        data = stream_file(model, args.file, "energy", args.budget, cache_dir=args.cache_dir)
+    build, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+    config = TrainConfig(batch_size=args.batch)
+    optimizer = AveragedAdamW([(list(model.parameters()), config.learning_rate, 0.0)],
+                              ema_decay=config.ema_decay)
+    generator = torch.Generator().manual_seed(0)
+    n_batches = -(-data.n // args.batch)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if args.max_batches and args.max_batches < n_batches:
+        # the first max_batches batches of the same epoch (train_epoch's cached-data branch)
+        data.shuffle(torch.randperm(data.n, generator=generator).numpy(), args.batch)
+        for start, stop in data.batches()[:args.max_batches]:
+            data.loss_and_gradients(start, stop, HARTREE_TO_KCALMOL)
+            optimizer.step()
+        timed = args.max_batches
+    else:
+        train_epoch(model, config, data, optimizer, generator, None)
+        timed = n_batches
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"n": data.n, "budget_mb": args.budget, "cached": getattr(data, "cached", data.n),
+            "build_s": build, "build_cpu_s": build_cpu, "batches": n_batches,
+            "timed_batches": timed, "timed_s": seconds, "timed_cpu_s": cpu,
+            "epoch_s": seconds * n_batches / timed, "epoch_cpu_s": cpu * n_batches / timed,
+            "before_mb": before, "peak_mb": _peak_mb()}
+
+
+def fit_worker(args: argparse.Namespace) -> dict:
+    """levelup's fit on the comparison set with TorchANI's recipe: CPU seconds, epochs."""
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    from levelup import Database
+    from levelup.train.loop import TrainConfig, fit, torchani_groups
+
+    data = np.load(args.file)
+    sets = []
+    for part in ("train", "val"):
+        idx = data[part]
+        db = Database(data["species"][idx], data["coordinates"][idx])
+        db.set("energy", data["energies"][idx])
+        sets.append(db)
+    model = _model()
+    config = TrainConfig.mlatom(batch_size=args.batch, max_epochs=args.epochs, lr_patience=100)
+    # the first torch.optim optimizer of a process imports torch._dynamo (about a second): done
+    # here, before the clock, as the TorchANI driver builds its optimizers before its loop
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+    c0, t0 = time.process_time(), time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = fit(model, sets[0], sets[1], property="energy", config=config, progress=False,
+                      param_groups=torchani_groups(model))
+    return {"epochs": len(history.epoch), "cpu_s": time.process_time() - c0,
+            "wall_s": time.perf_counter() - t0, "train_molecules": len(sets[0]),
+            "val_rmse": history.val_rmse[-1], "peak_mb": _peak_mb()}
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def run_worker(kind: str, timeout: float, **options) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind]
+    for key, value in options.items():
+        if value is not None:
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def comparison_input(n: int = 10_000) -> Path:
+    """The n-conformation set as the TorchANI driver reads it, with a seeded 80/20 split."""
+    path = WORK / f"scale_compare_{n}.npz"
+    if not path.exists():
+        from levelup import Database
+
+        db = Database.load(dataset(n))
+        order = np.random.default_rng(0).permutation(n)
+        cut = int(0.8 * n)
+        np.savez(path, species=db.species, coordinates=db.coordinates, energies=db.get("energy"),
+                 self_energies=np.array([SELF[z] for z in (1, 6, 7, 8)]),
+                 train=np.sort(order[:cut]), val=np.sort(order[cut:]))
+    return path
+
+
+def run_torchani(path: Path, batch: int, epochs: int) -> dict:
+    if not TORCHANI_PY.exists():
+        raise SystemExit("bench/.mlatom-venv is missing: run `bash bench/mlatom_env.sh` first")
+    from levelup.model.aev import AEVParams
+
+    params = AEVParams.ani1x()
+    consts = {k: np.array(getattr(params, k)) for k in
+              ("Rcr", "Rca", "EtaR", "ShfR", "EtaA", "Zeta", "ShfA", "ShfZ")}
+    aev_file = WORK / "scale_aev_ani1x.npz"
+    np.savez(aev_file, **consts)
+    out = WORK / f"torchani_train_b{batch}.json"
+    subprocess.run([str(TORCHANI_PY), str(BENCH / "_torchani_train.py"), str(path), str(aev_file),
+                    str(out), "--batch", str(batch), "--epochs", str(epochs)], check=True,
+                   capture_output=True, text=True, timeout=3600)
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
+    parser.add_argument("--budget", type=float, default=256.0, help="cache_memory_mb, MB")
+    parser.add_argument("--in-memory-up-to", type=int, default=100_000)
+    parser.add_argument("--batches-1m", type=int, default=0,
+                        help="batches timed of the 1M epoch (0: the whole epoch)")
+    parser.add_argument("--compare-batches", type=int, nargs="*", default=[16, 2560])
+    parser.add_argument("--compare-epochs", type=int, default=3)
+    parser.add_argument("--rewrite", action="store_true", help="rewrite RESULTS from the JSON")
+    # worker mode (internal)
+    parser.add_argument("--worker", choices=["scale", "fit"])
+    parser.add_argument("--file")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--max-batches", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    if args.worker == "scale":
+        print(json.dumps(scale_worker(args)))
+        return
+    if args.worker == "fit":
+        print(json.dumps(fit_worker(args)))
+        return
+    saved = WORK / "bench_scale.json"
+    if args.rewrite:
+        write_results(json.loads(saved.read_text()))
+        return
+    load = os.getloadavg()
+    rows = []
+    for n in args.sizes:
+        path = dataset(n)
+        limit = args.batches_1m if n >= 1_000_000 else 0
+        rows.append(run_worker("scale", 3600, file=path, budget=args.budget, max_batches=limit))
+        print("streamed", rows[-1], flush=True)
+        if n <= args.in_memory_up_to:
+            rows.append(run_worker("scale", 3600, file=path, budget=-1))
+            print("in memory", rows[-1], flush=True)
+    compare = []
+    path = comparison_input()
+    for batch in args.compare_batches:
+        ta = run_torchani(path, batch, args.compare_epochs)
+        print("torchani", ta, flush=True)
+        lu = run_worker("fit", 3600, file=path, batch=batch, epochs=args.compare_epochs)
+        print("levelup", lu, flush=True)
+        compare.append({"batch": batch, "torchani": ta, "levelup": lu})
+    result = {"rows": rows, "compare": compare, "load": load, "budget": args.budget,
+              "command": " ".join(["python", "bench/bench_scale.py", *sys.argv[1:]])}
+    saved.write_text(json.dumps(result, indent=1))
+    write_results(result)
+
+
+def write_results(result: dict) -> None:
+    from results import write_section
+
+    lines = [
+        f"Synthetic conformations of water, ammonia, methane and methanol (Morse-pair labels), "
+        f"ANI-1x architecture, batch 16, one torch thread per fresh process; feature budget "
+        f"{result['budget']:.0f} MB (`cache_memory_mb`); load average at start "
+        f"{result['load'][0]:.1f}.",
+        "",
+        "| conformations | layout | in memory | build s | epoch s | us per molecule "
+        "| peak MB (data: peak - before) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        layout = "in memory (today)" if r["budget_mb"] < 0 else "streamed from file"
+        share = f"{r['cached'] / r['n']:.0%}"
+        extrapolated = r["timed_batches"] < r["batches"]
+        epoch = f"{r['epoch_s']:.1f}" + (f" (from {r['timed_batches']} of {r['batches']} "
+                                         "batches)" if extrapolated else "")
+        lines.append(f"| {r['n']:,} | {layout} | {share} | {r['build_s']:.1f} | {epoch} | "
+                     f"{1e6 * r['epoch_s'] / r['n']:.0f} | {r['peak_mb']:.0f} "
+                     f"({r['peak_mb'] - r['before_mb']:.0f}) |")
+    lines += ["", "Training speed next to TorchANI 2.2.4's training example, 10,000 conformations "
+              "(8,000 trained, 2,000 validated every epoch), same architecture and recipe, one "
+              "thread each:", "",
+              "| batch | TorchANI mol/s/core | levelup fit mol/s/core | levelup / TorchANI |",
+              "|---|---|---|---|"]
+    for c in result["compare"]:
+        ta, lu = c["torchani"], c["levelup"]
+        r_ta = ta["train_molecules"] * ta["epochs"] / ta["cpu_s"]
+        r_lu = lu["train_molecules"] * lu["epochs"] / lu["cpu_s"]
+        lines.append(f"| {c['batch']} | {r_ta:,.0f} | {r_lu:,.0f} | **{r_lu / r_ta:.1f}x** |")
+    write_section("scale", "Scale: data larger than memory, and speed next to TorchANI "
+                  "(issue 16)", "\n".join(lines), result["command"])
+
+
+if __name__ == "__main__":
+    main()
