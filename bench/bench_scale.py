@@ -160,6 +160,7 @@ def scale_worker(args: argparse.Namespace) -> dict:
         timed = n_batches
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"n": data.n, "budget_mb": args.budget, "cached": getattr(data, "cached", data.n),
+            "disk": args.cache_dir is not None,
             "build_s": build, "build_cpu_s": build_cpu, "batches": n_batches,
             "timed_batches": timed, "timed_s": seconds, "timed_cpu_s": cpu,
             "epoch_s": seconds * n_batches / timed, "epoch_cpu_s": cpu * n_batches / timed,
@@ -247,6 +248,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000, 1_000_000])
     parser.add_argument("--budget", type=float, default=256.0, help="cache_memory_mb, MB")
     parser.add_argument("--in-memory-up-to", type=int, default=100_000)
+    parser.add_argument("--disk-cache-sizes", type=int, nargs="*", default=[100_000],
+                        help="sizes also run with the features beyond the budget on disk")
     parser.add_argument("--batches-1m", type=int, default=0,
                         help="batches timed of the 1M epoch (0: the whole epoch)")
     parser.add_argument("--compare-batches", type=int, nargs="*", default=[16, 2560])
@@ -277,6 +280,12 @@ def main() -> None:
         limit = args.batches_1m if n >= 1_000_000 else 0
         rows.append(run_worker("scale", 3600, file=path, budget=args.budget, max_batches=limit))
         print("streamed", rows[-1], flush=True)
+        if n in args.disk_cache_sizes:
+            folder = WORK / "feature_cache"
+            folder.mkdir(exist_ok=True)
+            rows.append(run_worker("scale", 3600, file=path, budget=args.budget, max_batches=limit,
+                                   cache_dir=folder))
+            print("disk cache", rows[-1], flush=True)
         if n <= args.in_memory_up_to:
             rows.append(run_worker("scale", 3600, file=path, budget=-1))
             print("in memory", rows[-1], flush=True)
@@ -308,7 +317,8 @@ def write_results(result: dict) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        layout = "in memory (today)" if r["budget_mb"] < 0 else "streamed from file"
+        layout = ("in memory (today)" if r["budget_mb"] < 0 else "streamed from file"
+                  + (", rest on disk" if r.get("disk") else ", rest recomputed"))
         share = f"{r['cached'] / r['n']:.0%}"
         extrapolated = r["timed_batches"] < r["batches"]
         epoch = f"{r['epoch_s']:.1f}" + (f" (from {r['timed_batches']} of {r['batches']} "
@@ -316,6 +326,7 @@ def write_results(result: dict) -> None:
         lines.append(f"| {r['n']:,} | {layout} | {share} | {r['build_s']:.1f} | {epoch} | "
                      f"{1e6 * r['epoch_s'] / r['n']:.0f} | {r['peak_mb']:.0f} "
                      f"({r['peak_mb'] - r['before_mb']:.0f}) |")
+    lines += ["", *_scale_notes(result)]
     lines += ["", "Training speed next to TorchANI 2.2.4's training example, 10,000 conformations "
               "(8,000 trained, 2,000 validated every epoch), same architecture and recipe, one "
               "thread each:", "",
@@ -326,8 +337,53 @@ def write_results(result: dict) -> None:
         r_ta = ta["train_molecules"] * ta["epochs"] / ta["cpu_s"]
         r_lu = lu["train_molecules"] * lu["epochs"] / lu["cpu_s"]
         lines.append(f"| {c['batch']} | {r_ta:,.0f} | {r_lu:,.0f} | **{r_lu / r_ta:.1f}x** |")
+    lines += ["", _compare_notes()]
     write_section("scale", "Scale: data larger than memory, and speed next to TorchANI "
                   "(issue 16)", "\n".join(lines), result["command"])
+
+
+def _scale_notes(result: dict) -> list[str]:
+    """What the scale table shows, from its own numbers."""
+    streamed = [r for r in result["rows"] if r["budget_mb"] >= 0 and not r.get("disk")]
+    per = [1e6 * r["epoch_s"] / r["n"] for r in streamed]
+    first, last = streamed[0], streamed[-1]
+    share = [(r["n"], r["peak_mb"] - r["before_mb"]) for r in streamed]
+    memory = [r for r in result["rows"] if r["budget_mb"] < 0]
+    out = [f"- Time: {min(per):.0f}-{max(per):.0f} us per molecule per epoch, streamed, from "
+           f"{first['n']:,} to {last['n']:,} conformations: linear in size (one torch thread; the "
+           "features beyond the budget are recomputed, which costs about what laying out all "
+           "of them in a new order every epoch costs the in-memory layout)."]
+    if len(share) >= 2:
+        (n0, m0), (n1, m1) = share[-2], share[-1]
+        out.append(f"- Memory: the data's share of the peak (peak - before, MB) is "
+                   f"{m0:.0f} at {n0:,} and {m1:.0f} at {n1:,} with a {result['budget']:.0f} MB "
+                   "budget: the budget, one window of features (2**15 atoms, ~50 MB), the AEV "
+                   f"of a chunk, and about {1e6 * (m1 - m0) / (n1 - n0) * 1.048576:.0f} bytes per "
+                   "molecule of bookkeeping (targets, atoms per element, the epoch's order).")
+    if memory:
+        big = memory[-1]
+        out.append(f"- Today's in-memory layout takes {big['peak_mb'] - big['before_mb']:.0f} MB "
+                   f"at {big['n']:,} (the features, ~7 KB per molecule, and their copy in each "
+                   "epoch's order); 1M conformations would need about ten times that (not run).")
+    return out
+
+
+def _compare_notes() -> str:
+    return (
+        "Notes. mol/s/core = training molecules x epochs / CPU seconds of the whole call, one "
+        "thread each, 3 epochs: levelup's `fit` (TrainConfig.mlatom, torchani_groups; building "
+        "its feature cache and validating every epoch included; the one-time import of "
+        "torch._dynamo by the first torch optimizer of a process is done before the clock, as "
+        "the TorchANI driver builds its optimizers before its loop); TorchANI's loop with its "
+        "per-epoch validation (batches padded, collated and cached before, as its example "
+        "does). Accuracy after 3 epochs is not compared (Adam's epsilon acts differently on "
+        "TorchANI's Hartree^2 loss and levelup's (kcal/mol)^2 one). At batch 2560 both codes "
+        "spend most of their time in the same network matrix products: levelup's training pass "
+        "runs at ~30 us per molecule, about 60 GFLOPS, near this core's single-thread float32 "
+        "GEMM speed (~78 GFLOPS measured); what it saves is the AEV, which it computes once. "
+        "So the 2x target holds at small batches (batch 16: TorchANI pays autograd's and the "
+        "AEV's per-step overheads) and not at TorchANI's example batch of 2560, where about "
+        "1.3x is what caching the AEV can give.")
 
 
 if __name__ == "__main__":

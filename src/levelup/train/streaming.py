@@ -65,9 +65,9 @@ def feature_widths(model: nn.Module) -> list[int]:
 
 
 def element_counts(species: Tensor, n_elements: int, chunk: int = 8192) -> np.ndarray:
-    """(molecules, n_elements) int32: atoms of each element in each molecule, from species
+    """(molecules, n_elements) int16: atoms of each element in each molecule, from species
     indices (molecules, atoms) with -1 padding."""
-    out = np.zeros((species.shape[0], n_elements), dtype=np.int32)
+    out = np.zeros((species.shape[0], n_elements), dtype=np.int16)
     for start in range(0, species.shape[0], chunk):
         sp = species[start:start + chunk]
         for k in range(n_elements):
@@ -172,11 +172,11 @@ class StreamedEnergies(CachedEnergies):
         """(molecules, elements) atoms of each element, read from ``source`` in chunks."""
         if isinstance(source, ArraySource):
             return element_counts(source.species, len(model.elements))
-        parts = []
+        out = np.zeros((source.n, len(model.elements)), dtype=np.int16)
         for start in range(0, source.n, _PASS):
             species, _ = source.read(start, min(source.n, start + _PASS))
-            parts.append(element_counts(species, len(model.elements)))
-        return np.concatenate(parts) if parts else np.zeros((0, len(model.elements)), np.int32)
+            out[start:start + len(species)] = element_counts(species, len(model.elements))
+        return out
 
     def _fill_cache(self, model: nn.Module) -> None:
         """Compute the features of the cached molecules into the preallocated rows."""
