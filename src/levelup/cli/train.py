@@ -12,6 +12,10 @@ writable files that replace no input. The property must be recorded in Hartree (
 Hartree/Angstrom); without --validation the validation fraction must lie in (0, 1). Ctrl-C or
 SIGTERM during training writes the best model so far (and its history), says so in one line
 and exits 130.
+
+Under torchrun (``torchrun --nproc_per_node 4 $(which levelup) train ...``) the processes train
+together (levelup.train.distributed: each batch shared, gradients averaged); only rank 0 shows
+progress, writes the model, the history and the checkpoints and prints; the others are quiet.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from levelup.cli.common import input_file, output_file, read_database
 from levelup.configload import field_types, read_toml
 from levelup.errors import ConfigError
 from levelup.train.config import setting_flags
+from levelup.train.distributed import main_process
 from levelup.train.history import History, TrainingInterrupted
 from levelup.train.loop import TrainConfig, fit
 
@@ -170,9 +175,14 @@ def run(args: argparse.Namespace) -> int:
         model = ANIModel(elements, seed=config.seed)
     try:
         history = fit(model, train, validation, property=args.property, config=config,
-                      forces=args.forces, progress=not getattr(args, "quiet", False))
+                      forces=args.forces,
+                      progress=not getattr(args, "quiet", False) and main_process())
     except TrainingInterrupted as exc:
+        if not main_process():  # under torchrun: rank 0 writes and tells
+            return 130
         return _interrupted(args, model, exc.history, config, len(train), history_path)
+    if not main_process():
+        return 0
     _write(args, model, history, config, len(train), history_path)
     print(f"{args.output}: trained {len(history.epoch)} epochs ({history.stop_reason}); best epoch "
           f"{history.best_epoch}: {_rmse(history)}; history in {history_path}")

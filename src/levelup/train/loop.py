@@ -12,6 +12,10 @@ Speed by design: the AEV depends only on the geometry, so energy-only training c
 once (and the outputs of frozen leading layers too) and reuses them every epoch; see
 :mod:`levelup.train.batching`. Only parameters with ``requires_grad`` are handed to the optimizer, so
 frozen ones stay bit-identical (AdamW's weight decay never touches them).
+
+Under torchrun, :func:`fit` trains with the other processes (:mod:`levelup.train.distributed`:
+each batch shared, gradients combined, validation sums all_reduced; only rank 0 shows progress
+and writes checkpoints); every process ends with the same weights.
 """
 
 from __future__ import annotations
@@ -35,14 +39,13 @@ from levelup.progress import progress_bar
 from levelup.train.batching import CachedEnergies, GeometryBatches
 from levelup.train.checkpoint import load_checkpoint, save_checkpoint
 from levelup.train.config import TrainConfig
+from levelup.train.distributed import Group, process_group
 from levelup.train.history import History, TrainingInterrupted
 from levelup.train.optim import AveragedAdamW, plateau
-from levelup.train.steps import evaluate, train_epoch
+from levelup.train.steps import Penalty, evaluate, train_epoch
 from levelup.units import ENERGY, FORCE
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
 
-#: a function of the model added to every batch loss, (kcal/mol)^2
-Penalty = Callable[[torch.nn.Module], Tensor]
 #: called after every epoch as callback(epoch, history, model); True stops training
 Callback = Callable[[int, History, torch.nn.Module], "bool | None"]
 
@@ -164,6 +167,8 @@ class _Run:
     best_loss: float = math.inf
     best_state: dict[str, Tensor] | None = None
     first_epoch: int = 1
+    group: Group | None = None  # the processes training together (levelup.train.distributed)
+    val_group: Group | None = None  # the same when each holds a piece of the validation set
 
 
 def _split(train: Database, validation: Database | None, prop: str, config: TrainConfig
@@ -220,6 +225,13 @@ def _prepare(model: torch.nn.Module, train: Database, validation: Database | Non
     train, validation = _split(train, validation, prop, config)
     fingerprint = _fingerprint(config, prop, train, *([validation] if validation else []))
     state = _resume_or_start(model, config, prop, train, fingerprint)
+    group = process_group(next(model.parameters()).device)
+    if group is not None:
+        group.start(model, fingerprint, 1 if state is None else state["epoch"] + 1)
+    val_group = group if group and validation is not None and len(validation) >= group.size \
+        else None
+    if val_group is not None:
+        validation = validation[val_group.shard(len(validation))]
     forces = (forces or f"forces/{prop}") if config.force_weight > 0 else None
     train_data = _layout(model, train, prop, forces)
     val_data = _layout(model, validation, prop, forces) if validation is not None else None
@@ -228,7 +240,8 @@ def _prepare(model: torch.nn.Module, train: Database, validation: Database | Non
     optimizer = _optimizer(model, config, param_groups)
     run = _Run(train_data, val_data, optimizer,
                plateau(optimizer, config.lr_factor, config.lr_patience, config.lr_threshold),
-               torch.Generator().manual_seed(config.seed), fingerprint, History())
+               torch.Generator().manual_seed(config.seed), fingerprint, History(), group=group,
+               val_group=val_group)
     if state is not None:
         run.optimizer.load_state_dict(state["optimizer"])
         run.scheduler.load_state_dict(state["scheduler"])
@@ -308,8 +321,9 @@ def _loop(model: torch.nn.Module, config: TrainConfig, run: _Run, progress: bool
     best weights, checkpoints. On KeyboardInterrupt: best weights restored, then
     :class:`TrainingInterrupted`."""
     history = run.history
+    main = run.group is None or run.group.main  # only the main process shows and writes
     bar = progress_bar(total=config.max_epochs, initial=run.first_epoch - 1, desc="fit",
-                       unit="epoch", enabled=progress)
+                       unit="epoch", enabled=progress and main)
     t0 = time.perf_counter() - (history.time[-1] if history.time else 0.0)
     epoch, stop = run.first_epoch - 1, "max_epochs"
     try:
@@ -319,7 +333,7 @@ def _loop(model: torch.nn.Module, config: TrainConfig, run: _Run, progress: bool
                 epoch, stop = epoch - 1, "lr_floor"
                 break
             train_rmse, train_frmse = train_epoch(model, config, run.train, run.optimizer,
-                                                  run.generator, penalty)
+                                                  run.generator, penalty, run.group)
             val_loss, val_rmse, val_frmse = _validate(model, config, run, epoch, train_rmse)
             run.scheduler.step(val_loss)
             history.append(epoch=epoch, train_rmse=train_rmse, val_rmse=val_rmse,
@@ -328,7 +342,7 @@ def _loop(model: torch.nn.Module, config: TrainConfig, run: _Run, progress: bool
             bar.update(1)
             bar.set_postfix_str(f"train {train_rmse:.4g} val {val_rmse:.4g} kcal/mol "
                                 f"lr {lr:.2g}", refresh=False)
-            if config.checkpoint and epoch % config.checkpoint_every == 0:
+            if main and config.checkpoint and epoch % config.checkpoint_every == 0:
                 _save(model, config, run, epoch)
             if callback is not None and _stop_asked(callback, epoch, model, run):
                 stop = "callback"
@@ -337,7 +351,8 @@ def _loop(model: torch.nn.Module, config: TrainConfig, run: _Run, progress: bool
         stop = "interrupted"
         raise TrainingInterrupted(history) from exc
     else:
-        if config.checkpoint and (not history.epoch or history.epoch[-1] % config.checkpoint_every):
+        if main and config.checkpoint and (not history.epoch
+                                           or history.epoch[-1] % config.checkpoint_every):
             _save(model, config, run, epoch)
     finally:
         bar.close()
@@ -353,7 +368,8 @@ def _validate(model: torch.nn.Module, config: TrainConfig, run: _Run, epoch: int
     validation set, for the moving average of the weights; keeps them when the best so far."""
     with run.optimizer.averaged():
         if run.validation is not None:
-            val_loss, val_rmse, val_frmse = evaluate(model, run.validation, config.force_weight)
+            val_loss, val_rmse, val_frmse = evaluate(model, run.validation, config.force_weight,
+                                                     run.val_group)
         else:
             val_loss, val_rmse, val_frmse = train_rmse ** 2, math.nan, math.nan
         if val_loss < run.best_loss:
@@ -363,9 +379,11 @@ def _validate(model: torch.nn.Module, config: TrainConfig, run: _Run, epoch: int
 
 
 def _stop_asked(callback: Callback, epoch: int, model: torch.nn.Module, run: _Run) -> bool:
-    """Call ``callback`` with the model holding the weights just validated; True: stop."""
+    """Call ``callback`` with the model holding the weights just validated; True: stop (on
+    every process when the callback of one asks)."""
     with run.optimizer.averaged():
-        return bool(callback(epoch, run.history, model))
+        stop = bool(callback(epoch, run.history, model))
+    return run.group.any(stop) if run.group is not None else stop
 
 
 def _save(model: torch.nn.Module, config: TrainConfig, run: _Run, epoch: int) -> None:

@@ -16,13 +16,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from levelup.train.batching import CachedEnergies, GeometryBatches
 from levelup.train.config import TrainConfig
+from levelup.train.distributed import Group
 from levelup.train.optim import AveragedAdamW
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
+
+#: a function of the model added to every batch loss, (kcal/mol)^2
+Penalty = Callable[[torch.nn.Module], Tensor]
 
 
 def energy_loss(pred: Tensor, target: Tensor, inv_sqrt_atoms: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,10 +58,21 @@ def geometry_step(model: torch.nn.Module, batch: tuple[Tensor, ...], force_weigh
     return loss, e_sq, f_sq.detach().sum()
 
 
-def evaluate(model: torch.nn.Module, data: CachedEnergies | GeometryBatches, force_weight: float
-             ) -> tuple[float, float, float]:
+def evaluate(model: torch.nn.Module, data: CachedEnergies | GeometryBatches, force_weight: float,
+             group: Group | None = None) -> tuple[float, float, float]:
     """(loss, energy RMSE kcal/mol, force RMSE kcal/mol/Angstrom or NaN) of a whole set
-    (:class:`CachedEnergies` or :class:`GeometryBatches`), no parameter gradients."""
+    (:class:`CachedEnergies` or :class:`GeometryBatches`), no parameter gradients. With a
+    ``group``, ``data`` is this rank's piece of the set and the result is the whole set's (the
+    same on every rank)."""
+    sums = _evaluation_sums(model, data, force_weight)
+    loss, e_sq, f_sq, count, n_comp = group.sum(sums) if group is not None else sums
+    return loss / count, math.sqrt(e_sq / count), math.sqrt(f_sq / max(n_comp, 1))
+
+
+def _evaluation_sums(model: torch.nn.Module, data: CachedEnergies | GeometryBatches,
+                     force_weight: float) -> list[float]:
+    """[loss summed over molecules, energy squared errors, force squared errors (NaN without
+    forces), molecules, known force components] of ``data``."""
     if isinstance(data, CachedEnergies):
         with torch.no_grad():
             loss, e_sq, count = 0.0, 0.0, 0
@@ -66,7 +82,7 @@ def evaluate(model: torch.nn.Module, data: CachedEnergies | GeometryBatches, for
                 loss += float(batch_loss) * (stop - start)
                 e_sq += float(sq)
                 count += stop - start
-        return loss / count, math.sqrt(e_sq / count), math.nan
+        return [loss, e_sq, math.nan, count, 0]
     loss, e_sq, f_sq, count, n_comp = 0.0, 0.0, 0.0, 0, 0
     for idx in data.batches(1024, None):
         batch = data.take(idx)
@@ -74,47 +90,95 @@ def evaluate(model: torch.nn.Module, data: CachedEnergies | GeometryBatches, for
         loss += float(batch_loss.detach()) * len(idx)
         e_sq, f_sq, count = e_sq + float(sq), f_sq + float(fsq), count + len(idx)
         n_comp += int(torch.isfinite(batch[3]).sum())
-    return loss / count, math.sqrt(e_sq / count), math.sqrt(f_sq / max(n_comp, 1))
+    return [loss, e_sq, f_sq, count, n_comp]
+
+
+def _cached_parts(data: CachedEnergies, batch_size: int, generator: torch.Generator,
+                  group: Group | None) -> list[tuple[tuple[int, int] | None, int]]:
+    """The epoch's batches of cached data in a fresh random order (as the data groups it:
+    :meth:`CachedEnergies.epoch_order`): (this rank's (start, stop) in the order laid out, or
+    None when it has no molecule of that batch; the batch's size)."""
+    order = data.epoch_order(torch.randperm(data.n, generator=generator).numpy())
+    if group is None:
+        data.shuffle(order, batch_size)
+        return [((s, e), e - s) for s, e in data.batches()]
+    mine, sizes = group.epoch_order(order, batch_size)
+    spans = []
+    if len(mine):
+        start, stop = group.piece_bounds(batch_size)
+        data.shuffle(mine, stop - start)
+        spans = data.batches()
+    return [(spans[k] if k < len(spans) else None, size) for k, size in enumerate(sizes)]
+
+
+def _geometry_parts(data: GeometryBatches, batch_size: int, generator: torch.Generator,
+                    group: Group | None) -> list[tuple[np.ndarray | None, int]]:
+    """The epoch's batches with forces: (this rank's molecule indices or None, batch size)."""
+    out = []
+    for idx in data.batches(batch_size, generator):
+        mine = idx if group is None else group.piece(idx, batch_size)
+        out.append((mine if len(mine) else None, len(idx)))
+    return out
+
+
+def _gradients(model: torch.nn.Module, config: TrainConfig,
+               data: CachedEnergies | GeometryBatches, part: tuple[int, int] | np.ndarray,
+               optimizer: AveragedAdamW, penalty: Penalty | None) -> tuple[Tensor, Tensor, int]:
+    """The gradient of one batch's loss (+ penalty) written into the parameters' ``.grad``;
+    returns (energy squared-error sum, force squared-error sum, known force components)."""
+    if isinstance(data, CachedEnergies):
+        start, end = part
+        if data.handwritten:  # same loss and gradients, without autograd's overhead
+            loss, sq = data.loss_and_gradients(start, end, KCAL)
+            if penalty is not None:
+                penalty(model).backward()  # adds to the gradients just written
+            return sq, sq.new_zeros(()), 0
+        target, w = data.batch_targets(start, end)
+        loss, sq = energy_loss(data.energies(start, end), target, w)
+        fsq, n_f = sq.new_zeros(()), 0
+    else:
+        batch = data.take(part)
+        loss, sq, fsq = geometry_step(model, batch, config.force_weight, True)
+        n_f = int(torch.isfinite(batch[3]).sum())
+    if penalty is not None:
+        loss = loss + penalty(model)
+    optimizer.zero_grad()
+    loss.backward()
+    return sq, fsq, n_f
 
 
 def train_epoch(model: torch.nn.Module, config: TrainConfig,
                 train_data: CachedEnergies | GeometryBatches,
                 optimizer: AveragedAdamW, generator: torch.Generator,
-                penalty: Callable[[torch.nn.Module], Tensor] | None) -> tuple[float, float]:
+                penalty: Penalty | None, group: Group | None = None) -> tuple[float, float]:
     """One pass over the training set in a fresh random order (drawn from ``generator``), one
     optimizer step per batch: (energy RMSE kcal/mol, force RMSE kcal/mol/Angstrom or NaN
     without forces) of its batches. ``penalty(model)``, in (kcal/mol)^2, joins every batch
-    loss."""
-    e_sq, f_sq, n_f = [], [], 0
+    loss. With a ``group`` (:mod:`levelup.train.distributed`), each rank computes the gradient
+    of its piece of every batch and the pieces' gradients are combined into the batch's."""
     if isinstance(train_data, CachedEnergies):
-        train_data.shuffle(torch.randperm(train_data.n, generator=generator).numpy(),
-                           config.batch_size)
-        for start, end in train_data.batches():
-            if train_data.handwritten:  # same loss and gradients, without autograd's overhead
-                loss, sq = train_data.loss_and_gradients(start, end, KCAL)
-                if penalty is not None:
-                    penalty(model).backward()  # adds to the gradients just written
-            else:
-                target, w = train_data.batch_targets(start, end)
-                loss, sq = energy_loss(train_data.energies(start, end), target, w)
-                if penalty is not None:
-                    loss = loss + penalty(model)
-                optimizer.zero_grad()
-                loss.backward()
-            optimizer.step()
-            e_sq.append(sq)
+        parts = _cached_parts(train_data, config.batch_size, generator, group)
     else:
-        for idx in train_data.batches(config.batch_size, generator):
-            batch = train_data.take(idx)
-            loss, sq, fsq = geometry_step(model, batch, config.force_weight, True)
-            if penalty is not None:
-                loss = loss + penalty(model)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        parts = _geometry_parts(train_data, config.batch_size, generator, group)
+    e_sq, f_sq, n_f = [], [], 0
+    for part, size in parts:
+        if part is not None:
+            sq, fsq, n = _gradients(model, config, train_data, part, optimizer, penalty)
             e_sq.append(sq)
             f_sq.append(fsq)
-            n_f += int(torch.isfinite(batch[3]).sum())
-    train_rmse = math.sqrt(float(torch.stack(e_sq).sum()) / train_data.n)
-    train_frmse = math.sqrt(float(torch.stack(f_sq).sum()) / max(n_f, 1)) if f_sq else math.nan
-    return train_rmse, train_frmse
+            n_f += n
+        else:  # no molecule of this batch here: only the penalty, which counts for nothing
+            optimizer.zero_grad()  # below, but keeps its random draws in step with the others
+            if penalty is not None:
+                penalty(model).backward()
+        if group is not None:
+            mine = 0 if part is None else (part[1] - part[0] if isinstance(part, tuple)
+                                           else len(part))
+            group.average_gradients(optimizer.params, mine / size)
+        optimizer.step()
+    sums = [float(torch.stack(e_sq).sum()) if e_sq else 0.0,
+            float(torch.stack(f_sq).sum()) if f_sq else 0.0, n_f]
+    e_total, f_total, n_f = group.sum(sums) if group is not None else sums
+    train_rmse = math.sqrt(e_total / train_data.n)
+    forces = isinstance(train_data, GeometryBatches)
+    return train_rmse, math.sqrt(f_total / max(n_f, 1)) if forces else math.nan

@@ -20,14 +20,24 @@ bench/RESULTS.md). The recipes by name (:data:`RECIPES`, :func:`recipe`):
 =================  ============================================================================
 
 The gradient recipes and why they are built as they are: :mod:`levelup.transfer.gradient`.
+
+Under torchrun (several processes, :mod:`levelup.train.distributed`), an Ensemble fine-tuned by a
+gradient recipe is spread over the processes: member k on process k % (number of processes),
+then every member's weights are broadcast, so every process returns the whole ensemble, equal to
+the one a single process makes. One ANIModel by a gradient recipe is trained data-parallel (the
+processes share each batch). The linear and auto recipes take seconds: every process computes the
+whole result itself, with no communication.
 """
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from typing import Any
 
 from levelup.data import Database
 from levelup.errors import ConfigError
+from levelup.train.distributed import Group, alone, process_group, spread
 from levelup.train.history import History
 from levelup.transfer.auto import AutoChoice, AutoRecipe, auto_transfer
 from levelup.transfer.gradient import GRADIENT_RECIPES, TransferRecipe, gradient_transfer
@@ -88,17 +98,41 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
         raise ConfigError("fitting high-level forces needs the linear recipe; the gradient "
                           "recipes (TransferRecipe) fit energies only")
     if isinstance(recipe, TransferRecipe):
-        return for_each_member(gradient_transfer, pretrained, recipe, train=train,
-                               validation=validation, property=property, anchors=anchors,
-                               progress=progress)
+        options = {"train": train, "validation": validation, "property": property,
+                   "anchors": anchors}
+        group = None
+        if hasattr(pretrained, "members"):
+            group = process_group(next(pretrained.parameters()).device)
+        if group is not None:
+            return _spread_members(group, pretrained, recipe, progress, options)
+        return for_each_member(gradient_transfer, pretrained, recipe, progress=progress,
+                               **options)
     points = train
     if validation is not None and len(validation):
         points = Database.concatenate([train, validation])
-    if isinstance(recipe, AutoRecipe):
-        return for_each_member(auto_transfer, pretrained, recipe, points=points,
-                               property=property, anchors=anchors)
-    return for_each_member(linear_transfer, pretrained, recipe, points=points, property=property,
-                           forces=forces, anchors=anchors)
+    with alone():  # seconds of work: every process makes the whole result itself
+        if isinstance(recipe, AutoRecipe):
+            return for_each_member(auto_transfer, pretrained, recipe, points=points,
+                                   property=property, anchors=anchors)
+        return for_each_member(linear_transfer, pretrained, recipe, points=points,
+                               property=property, forces=forces, anchors=anchors)
+
+
+def _spread_members(group: Group, ensemble: Any, recipe: TransferRecipe, progress: bool,
+                    options: dict[str, Any]) -> tuple[Any, list[History]]:
+    """An Ensemble fine-tuned by a gradient recipe over torchrun's processes: member k (seed
+    ``recipe.seed + k``, as :func:`~levelup.transfer.surgery.for_each_member` gives it) on
+    process k % size, then every member on every process."""
+    from levelup.model.ani import Ensemble
+
+    members = list(ensemble.members)
+
+    def work(k: int) -> tuple[Any, History]:
+        return gradient_transfer(members[k], recipe=replace(recipe, seed=recipe.seed + k),
+                                 progress=progress and group.main, **options)
+
+    pairs = spread(group, len(members), work, lambda k: copy.deepcopy(members[k]))
+    return Ensemble([model for model, _ in pairs]), [history for _, history in pairs]
 
 
 __all__ = ["RECIPES", "Recipe", "finetune", "recipe"]
