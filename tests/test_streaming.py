@@ -155,6 +155,12 @@ def test_block_order():
         assert len(np.unique(blocks[g * 40:(g + 1) * 40])) == 4
     other = block_order(np.random.default_rng(1).permutation(1000), 10, 4)
     assert not (other == order).all()
+    model, species, xyz, residuals = setup()
+    perm = np.random.default_rng(0).permutation(len(DB))
+    assert CachedEnergies(model, species, xyz, residuals).epoch_order(perm) is perm
+    streamed = StreamedEnergies(model, ArraySource(species, xyz), residuals, 0.0,
+                                window_atoms=WINDOW, block=BLOCK)
+    assert (streamed.epoch_order(perm) == block_order(perm, BLOCK, WINDOW // 5 // BLOCK)).all()
 
 
 def test_energy_data_chooses_by_budget():

@@ -10,9 +10,10 @@ leading layers) of every atom in memory: 384 float32 numbers per atom with the A
   once and kept (the *cache*); those of the others are recomputed every epoch, or computed once
   into a temporary folder on disk and read back (``cache_dir``);
 - an epoch walks *windows* of at most :data:`WINDOW_ATOMS` atoms (a multiple of the batch size
-  in molecules): only one window's features exist at a time. So memory is the budget plus one
-  window (about 50 MB of features with the ANI-1x AEV, twice that while it is assembled), plus
-  a few dozen bytes per molecule of bookkeeping (targets, atoms of each element, the order).
+  in molecules): only one window's features exist at a time, written in place as they are
+  gathered or computed. So memory is the budget plus one window (about 50 MB of features with
+  the ANI-1x AEV) and the AEV of a chunk of molecules, plus about a hundred bytes per molecule
+  of bookkeeping (targets, atoms of each element, the epoch's order; bench/bench_scale.py).
 
 Epoch order: the seeded permutation :func:`~levelup.train.steps.train_epoch` draws is kept where
 it costs nothing (every feature cached, or the whole set within one window: then training is
