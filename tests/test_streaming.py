@@ -275,3 +275,25 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path):
     # 384 float32, assembled twice) and the AEV of a chunk; not the 184 MB of features
     assert large["peak_mb"] - large["before_mb"] < 8 + 60, large
     assert unbounded["peak_mb"] - unbounded["before_mb"] > 0.9 * sizes[40_000], unbounded
+
+
+def test_fit_streams_within_the_budget(tmp_path):
+    """fit with TrainConfig(cache_memory_mb=...) lays the data out within that budget and trains
+    as in memory (300 small molecules: one window, the permutation kept); a bad budget or folder
+    is a ConfigError when the config is made."""
+    from levelup.train.loop import fit
+
+    results = []
+    for changes in ({}, {"cache_memory_mb": 0.0}, {"cache_memory_mb": 0.01, "cache_dir": tmp_path}):
+        model = small_model()
+        model.set_self_energies(SELF)
+        history = fit(model, DB, property="morse", progress=False,
+                      config=TrainConfig(max_epochs=4, **changes))
+        results.append(({k: v.clone() for k, v in model.state_dict().items()}, history.val_rmse))
+    for params, val_rmse in results[1:]:
+        assert max_difference(params, results[0][0]) < 1e-6
+        assert val_rmse == pytest.approx(results[0][1], rel=1e-5)
+    with pytest.raises(ConfigError, match="cache_memory_mb"):
+        TrainConfig(cache_memory_mb=-1)
+    with pytest.raises(ConfigError, match="cache_dir .* is not a folder"):
+        TrainConfig(cache_dir=tmp_path / "missing")

@@ -60,6 +60,9 @@ HELP = {
     "checkpoint": "write training checkpoints to this file",
     "checkpoint_every": "epochs between checkpoints (50)",
     "resume": "continue from --checkpoint if that file exists",
+    "cache_memory_mb": "MB of AEV features kept in memory per data set; the rest are recomputed "
+                       "every epoch, or read back from --cache-dir (4096; 0: none)",
+    "cache_dir": "folder for a temporary disk copy of the features beyond --cache-memory-mb",
 }
 
 

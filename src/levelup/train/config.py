@@ -31,11 +31,12 @@ _RANGES = {
     "validation_fraction": (0, True, 1, False),
     "seed": (0, True, 2**63, False),
     "checkpoint_every": (1, True, math.inf, False),
+    "cache_memory_mb": (0, True, math.inf, False),
 }
 #: command-line spellings besides --field-name
 ALIASES = {"learning_rate": ("--lr",), "max_epochs": ("--epochs",)}
 #: what a value must be, where the words of its type say too little
-_WORDS = {"checkpoint": "a file name (or none)"}
+_WORDS = {"checkpoint": "a file name (or none)", "cache_dir": "a folder name (or none)"}
 
 
 def setting_flags(name: str) -> list[str]:
@@ -73,6 +74,10 @@ def _check(config: Any) -> None:
     if not config.lr_floor < config.learning_rate:
         raise ConfigError(f"{setting_name('lr_floor')} must be below learning_rate "
                           f"({config.learning_rate}); got {config.lr_floor}")
+    if config.cache_dir is not None and not os.path.isdir(config.cache_dir):
+        raise ConfigError(f"{setting_name('cache_dir')} {config.cache_dir!r} is not a folder: "
+                          "create it, or give none to recompute the features that do not fit "
+                          "in memory")
     if config.resume and not config.checkpoint:
         raise ConfigError(f"{setting_name('resume')} needs a checkpoint file: give "
                           f"{setting_name('checkpoint')}")
@@ -119,6 +124,13 @@ class TrainConfig:
     checkpoint: str | None = None  # file for periodic checkpoints; None writes none
     checkpoint_every: int = 50  # epochs between checkpoints (the last epoch is always written)
     resume: bool = False  # continue from ``checkpoint`` when that file exists
+    # --- memory (levelup.train.streaming) --------------------------------------------------
+    cache_memory_mb: float = 4096.0  # MB of features (AEVs, frozen-layer outputs) that
+    #                                  energy-only training keeps in memory, per data set; the
+    #                                  others are recomputed every epoch (or read back from
+    #                                  cache_dir); 0 keeps none. ANI-1x: ~7 KB per 5-atom molecule
+    cache_dir: str | None = None  # folder for a temporary disk copy of the features beyond
+    #                               cache_memory_mb (deleted after training); None recomputes them
 
     def __post_init__(self) -> None:
         """Check every field (see the module docstring); a single number of
@@ -126,8 +138,9 @@ class TrainConfig:
         hwd = self.hidden_weight_decay
         if isinstance(hwd, (int, float)) and not isinstance(hwd, bool):
             object.__setattr__(self, "hidden_weight_decay", (hwd,))
-        if isinstance(self.checkpoint, os.PathLike):
-            object.__setattr__(self, "checkpoint", os.fspath(self.checkpoint))
+        for name in ("checkpoint", "cache_dir"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         _check(self)
 
     @classmethod

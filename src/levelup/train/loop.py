@@ -43,6 +43,7 @@ from levelup.train.distributed import Group, process_group
 from levelup.train.history import History, TrainingInterrupted
 from levelup.train.optim import AveragedAdamW, plateau
 from levelup.train.steps import Penalty, evaluate, train_epoch
+from levelup.train.streaming import energy_data
 from levelup.units import ENERGY, FORCE
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
 
@@ -205,12 +206,13 @@ def _resume_or_start(model: torch.nn.Module, config: TrainConfig, prop: str, tra
     return None
 
 
-def _layout(model: torch.nn.Module, db: Database, prop: str, forces: str | None
-            ) -> CachedEnergies | GeometryBatches:
+def _layout(model: torch.nn.Module, db: Database, prop: str, forces: str | None,
+            config: TrainConfig) -> CachedEnergies | GeometryBatches:
     """``db`` laid out for training: cached features without ``forces``, else geometries."""
     species, xyz, residuals = _tensors(model, db, prop)
     if forces is None:
-        return CachedEnergies(model, species, xyz, residuals)
+        return energy_data(model, species, xyz, residuals, config.cache_memory_mb,
+                           config.cache_dir)
     f = torch.from_numpy(np.array(db.get(forces, unit=FORCE), dtype=np.float64)).to(model.dtype)
     return GeometryBatches(species, xyz, residuals.to(model.dtype), f)
 
@@ -233,8 +235,8 @@ def _prepare(model: torch.nn.Module, train: Database, validation: Database | Non
     if val_group is not None:
         validation = validation[val_group.shard(len(validation))]
     forces = (forces or f"forces/{prop}") if config.force_weight > 0 else None
-    train_data = _layout(model, train, prop, forces)
-    val_data = _layout(model, validation, prop, forces) if validation is not None else None
+    train_data = _layout(model, train, prop, forces, config)
+    val_data = _layout(model, validation, prop, forces, config) if validation is not None else None
     if isinstance(val_data, CachedEnergies):
         val_data.shuffle(np.arange(val_data.n), batch_size=4096)
     optimizer = _optimizer(model, config, param_groups)
