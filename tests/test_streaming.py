@@ -225,7 +225,7 @@ def test_file_errors(tmp_path):
 # ------------------------------------------------------------------------------ memory
 
 _WORKER = """
-import json, resource, sys
+import json, sys
 import numpy as np, torch
 torch.set_num_threads(1)
 from levelup.model.ani import ANIModel
@@ -235,17 +235,25 @@ from levelup.train.steps import evaluate, train_epoch
 from levelup.train.streaming import StreamedEnergies
 from levelup.train.streaming_sources import FileSource
 path, memory_mb = sys.argv[1], float(sys.argv[2])
+
+
+def high_water_mb():
+    # this process's own peak resident memory (VmHWM: the peak of its address space, which
+    # starts afresh at exec; ru_maxrss would also carry the parent's RSS at fork, i.e. pytest's)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
 model = ANIModel(["H", "C", "N", "O"], hidden=(16, 8), seed=0)
 model.set_self_energies([-0.5, -37.8, -54.6, -75.0])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = high_water_mb()
 source = FileSource(path, model)
 data = StreamedEnergies(model, source, source.residuals("morse"), memory_mb, window_atoms=4096)
 opt = AveragedAdamW([(list(model.parameters()), 1e-3, 0.0)], ema_decay=0.0)
 train_epoch(model, TrainConfig(batch_size=512), data, opt, torch.Generator().manual_seed(0), None)
 data.shuffle(np.arange(data.n), 4096)
 evaluate(model, data, 0.0)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"before_mb": before / 1024, "peak_mb": peak / 1024, "cached": data.cached}))
+print(json.dumps({"before_mb": before, "peak_mb": high_water_mb(), "cached": data.cached}))
 """
 
 
@@ -257,7 +265,7 @@ def _peak(path: Path, memory_mb: float) -> dict:
 
 def test_peak_memory_does_not_grow_with_the_file(tmp_path):
     """A streamed epoch (train and evaluate) over a file of 10,000 waters and one of 40,000
-    (their ANI-1x features: 46 and 184 MB) with an 8 MB budget: peak memory (maxrss of a fresh
+    (their ANI-1x features: 46 and 184 MB) with an 8 MB budget: peak memory (VmHWM of a fresh
     process) grows by less than 15 MB, the bookkeeping of ~30,000 more molecules; with a budget
     that holds everything it grows by the features."""
     sizes = {}
@@ -271,10 +279,9 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path):
     assert unbounded["cached"] == 40_000
     grown = large["peak_mb"] - small["peak_mb"]
     assert grown < 15.0, (small, large)
-    # what the data took beyond the process before it: the budget, one window (4096 atoms of
-    # 384 float32, assembled twice) and the AEV of a chunk; not the 184 MB of features
-    assert large["peak_mb"] - large["before_mb"] < 8 + 60, large
-    assert unbounded["peak_mb"] - unbounded["before_mb"] > 0.9 * sizes[40_000], unbounded
+    # the same file with a budget that holds every feature: its peak is higher by about the
+    # features (184 MB; the streamed run holds 8 MB of them, one window and a chunk's AEV)
+    assert unbounded["peak_mb"] - large["peak_mb"] > 0.8 * sizes[40_000], (large, unbounded)
 
 
 def test_fit_streams_within_the_budget(tmp_path):
