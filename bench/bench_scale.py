@@ -15,7 +15,8 @@ levelup databases (bench/_work/scale_N.h5; 1M conformations take ~240 MB).
    H 160-128-96, C 144-112-96, N/O 128-112-96), batch 16: the training data streamed from the
    file (levelup.train.streaming.stream_file) with a fixed feature budget, the time to build it
    (passes over the file, the cache), one epoch of levelup.train.steps.train_epoch, and the peak
-   memory (VmHWM; maxrss in the runs recorded, whose parent process was smaller than them) of the process against its memory before the data. Beside it, for the sizes
+   memory (VmHWM; maxrss in the runs recorded, whose parent process was smaller than them) of
+   the process against its memory before the data. Beside it, for the sizes
    whose features fit, today's in-memory layout (CachedEnergies of the whole database). The 1M
    epoch is timed on its first --batches-1m batches and extrapolated (said so in the table).
 2. TorchANI: the 10,000-conformation set split 80/20 (seeded), the same architecture and
