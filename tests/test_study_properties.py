@@ -296,3 +296,20 @@ def test_the_differences_table_shows_the_columns_some_source_has(first_run):
     table = differences_table_markdown(props)
     assert "Δω" not in table and "Δbond" in table and "Δ bent" in table
     assert table.count("\n| ") == len(ROWS) - 1  # a line per source but the reference
+
+
+def test_levelup_run_prints_the_differences_from_the_high_level(first_run, capsys):
+    from levelup.cli.run import print_properties
+
+    folder, _, data = first_run
+    print_properties(folder / "run" / "properties.json")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"properties: largest differences from {data['levels']['high']}")
+    assert len(out) == 2 + len(data["differences"])
+    for line, (key, row) in zip(out[2:], data["differences"].items(), strict=True):
+        assert line.startswith(data["labels"][key][:34])
+        wavenumber = row.get("max_abs_wavenumber_cm-1")
+        if wavenumber is not None:
+            assert f"{wavenumber:.1f}" in line
+    print_properties(folder / "missing.json")  # a study without [properties]: nothing
+    assert capsys.readouterr().out == ""

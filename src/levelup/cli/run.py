@@ -111,10 +111,34 @@ def run(args: argparse.Namespace) -> int:
     for name, row in models.items():
         cells = "".join(_cell(row.get(f"rmse_{r}_kcalmol")) for r in regions)
         print(f"{name[:34]:34s}{cells}")
+    print_properties(result.folder / "properties.json")
     return 0
 
 
-def _cell(value: float | None) -> str:
+def print_properties(path: Path) -> None:
+    """The run's [properties] differences from the high level, one line per source (nothing
+    when the study asked for no properties); the full tables are in the report."""
+    import json
+
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    labels, rows = data.get("labels", {}), data.get("differences", {})
+    if not rows:
+        return
+    high = data.get("levels", {}).get("high", "the high level")
+    print(f"properties: largest differences from {high} (report.md has the tables)")
+    print(f"{'source':34s}{'|dw| cm-1':>13s}{'|dbond| A':>13s}{'|dangle| deg':>13s}"
+          f"{'|dE| kcal/mol':>14s}")
+    for key, row in rows.items():
+        energies = list(row.get("abs_energy_kcal_per_mol", {}).values())
+        print(f"{labels.get(key, key)[:34]:34s}{_cell(row.get('max_abs_wavenumber_cm-1'), 1)}"
+              f"{_cell(row.get('max_abs_bond_angstrom'), 4)}"
+              f"{_cell(row.get('max_abs_angle_degrees'), 2)}"
+              f" {_cell(max(energies) if energies else None, 3)}")
+
+
+def _cell(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{'-':>13s}"
-    return f"{value:13.3f}"
+    return f"{value:13.{digits}f}"
