@@ -15,14 +15,6 @@ from levelup.transfer.priors import ForceAnchor
 from levelup.transfer.recipe import finetune
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def two_levels():
     db = h2_scan()[::5]
     r = db.distance(0, 1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import molecule
 from ase.units import Hartree, kB
@@ -26,17 +25,6 @@ from levelup.data.structure import read_structure
 from levelup.errors import DataError
 from levelup.model.ani import ANIModel
 from levelup.properties.hessians import hessian
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread in these tests: the test machine is shared, and torch's thread pool
-    slows small models down a hundredfold when the cores are busy. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 WATER = Atoms("OH2", [[0.0, 0.0, 0.0], [0.989, 0.0, 0.0],
                       [0.989 * np.cos(np.radians(100.0)), 0.989 * np.sin(np.radians(100.0)), 0.0]])

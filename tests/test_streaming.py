@@ -28,16 +28,6 @@ from levelup.train.streaming import (
 )
 from levelup.train.streaming_sources import ArraySource, DiskFeatures, FileSource
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks train fastest on one thread (and do not fight over a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DB = make_db(300, kinds=("H2O", "CH4", "H2O"))
 #: molecules of DB per block and atoms per window in the tests that need several windows
 BLOCK, WINDOW = 8, 64

@@ -22,16 +22,6 @@ from levelup.train.history import History
 from levelup.train.loop import TrainConfig, fit, torchani_groups
 from levelup.train.optim import AveragedAdamW, plateau
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks train fastest on one thread (and do not fight over a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = (16, 8)  # hidden widths of the test networks: fast, still an MLP
 SELF = {1: -0.5, 6: -37.8, 8: -75.0}
 
