@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "transfer_suite"))
 
 import levelup  # noqa: E402
+from levelup.atomicwrite import write_text_atomic  # noqa: E402
 from levelup.data.sampling import normal_mode_distortions  # noqa: E402
 from levelup.properties import (  # noqa: E402
     compare_frequencies,
@@ -80,9 +81,7 @@ def pyramidal_nh3() -> levelup.Database:
 def save(name: str, data: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def freq_row(freq, ref) -> dict:

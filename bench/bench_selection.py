@@ -41,6 +41,7 @@ sys.path.insert(0, str(HERE / "transfer_suite"))
 from systems import BY_NAME  # noqa: E402
 
 import levelup  # noqa: E402
+from levelup.atomicwrite import write_text_atomic  # noqa: E402
 from levelup.units import HARTREE_TO_KCALMOL as KCAL  # noqa: E402
 
 DATA = HERE / "transfer_suite" / "data"
@@ -127,10 +128,10 @@ def oracle(name: str, seed: int, budget: int, draws: int) -> None:
         scores.append((rmse(model.predict(pool).energies, ref), [int(i) for i in rows]))
     scores.sort()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"system": name, "seed": seed, "budget": budget, "draws": draws,
-                                "best": scores[0][0], "best_rows": scores[0][1],
-                                "median": float(np.median([e for e, _ in scores])),
-                                "unit": "kcal/mol"}, indent=1) + "\n")
+    record = {"system": name, "seed": seed, "budget": budget, "draws": draws,
+              "best": scores[0][0], "best_rows": scores[0][1],
+              "median": float(np.median([e for e, _ in scores])), "unit": "kcal/mol"}
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
     print(f"{name} seed {seed} oracle K={budget}: best of {draws} {scores[0][0]:.3f} kcal/mol",
           flush=True)
 
@@ -151,9 +152,7 @@ def run_system(name: str, seed: int, strategies: list[str], budgets: list[int] |
         result = run_one(name, seed, strategy, budget, pool, pre, system.low, system.high)
         result["pretrain_seconds"] = seconds
         path = RESULTS / f"{name}_seed{seed}_{strategy}_{budget}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(result, indent=1) + "\n")
         print(f"{name} seed {seed} {strategy} K={budget}: all {result['rmse_all']:.3f} held out "
               f"{result['rmse_heldout']:.3f} kcal/mol, {result['seconds']:.1f} s", flush=True)
 

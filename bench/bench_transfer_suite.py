@@ -55,6 +55,7 @@ from protocol import BUDGETS, DATA, SEEDS, held_out, pick  # noqa: E402
 from systems import BY_NAME, SYSTEMS  # noqa: E402
 
 import levelup  # noqa: E402
+from levelup.atomicwrite import write_text_atomic  # noqa: E402
 from levelup.transfer.gradient import TransferRecipe  # noqa: E402
 from levelup.transfer.kerneldelta import fit_kernel_delta  # noqa: E402
 from levelup.transfer.linear import LinearRecipe  # noqa: E402
@@ -200,9 +201,7 @@ def run_one(name: str, seed: int, budgets: list[int], rows: list[str]) -> None:
         record = {**record, **{k: v for k, v in latest.items() if k != "runs"},
                   "runs": {**record["runs"], **latest["runs"], f"{budget}/{row}": result}}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        tmp.replace(out_file)
+        write_text_atomic(out_file, json.dumps(record, indent=1) + "\n")
         print(f"{name} seed {seed} budget {budget} {row}: all {result['rmse_all']:.3f} held out "
               f"{result['rmse_heldout']:.3f} kcal/mol, {seconds:.1f} s", flush=True)
 
