@@ -67,9 +67,9 @@ def transfer_features(pool: Database, model: Any) -> tuple[np.ndarray, np.ndarra
                         f"lacks (it has {list(members[0].elements)}): give a model trained on "
                         "them")
     blocks, variances = [], []
+    xyz = torch.from_numpy(np.asarray(pool.coordinates, dtype=np.float64))
     for member in members:
         species = member.species_index(pool.species)
-        xyz = torch.from_numpy(np.asarray(pool.coordinates, dtype=np.float64))
         rows = [features(member, species[i:i + CHUNK], xyz[i:i + CHUNK]).numpy()
                 for i in range(0, len(pool), CHUNK)]
         blocks.append(np.concatenate(rows))
