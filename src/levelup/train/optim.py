@@ -14,6 +14,14 @@ torch has it. (Constructing the first ``torch.optim`` optimizer of a process imp
 (relative threshold ``lr_threshold``, ``patience`` epochs, no cool-down, no lowest rate: the
 loop stops at its own floor).
 
+The step itself calls torch's fused AdamW kernel (``torch._fused_adamw_``) and SGD's update
+(``add_``) directly, with the same arguments and the same state tensors as ``AdamW.step()`` and
+``SGD.step()``: the same arithmetic, bit for bit (tests/test_train.py checks it), without the
+Python that wraps them (hooks, profiler records, regrouping the tensors on every call). On the
+tutorial's pre-training (46 steps of 8 H2 per epoch) that wrapper cost more than the update
+(bench/RESULTS.md, "step-overhead"). The first step, and the first after
+:meth:`AveragedAdamW.load_state_dict`, goes through torch's ``step()``, which creates the state.
+
 Call :meth:`AveragedAdamW.release` when done: it drops the gradient buffers.
 """
 
@@ -83,6 +91,11 @@ class AveragedAdamW:
         self.ema_decay = ema_decay
         #: the moving average of the parameters (None without ``ema_decay``)
         self.ema = [p.detach().clone() for p in self.params] if ema_decay > 0 else None
+        self._detached = [p.detach() for p in self.params]  # same storage, outside autograd
+        #: the kernels' arguments (:meth:`_kernel_arguments`; None: not read yet; False: these
+        #: groups need torch's step())
+        self._kernel: Any = None
+        self._grads: list[Tensor | None] = []  # the .grad buffers the kernels' arguments hold
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -107,23 +120,71 @@ class AveragedAdamW:
 
     def zero_grad(self) -> None:
         """Zero the gradient buffers in place."""
-        for p in self.params:
-            p.grad.zero_()
+        torch._foreach_zero_([p.grad for p in self.params])
 
-    @torch.no_grad()
     def step(self) -> None:
         """One update from the gradients in the parameters' ``.grad``, then the moving
-        average."""
+        average. (No autograd to switch off: the kernels get detached aliases of the
+        parameters; torch's ``step()`` switches it off itself.)"""
         if self.adamw is not None and self.sgd is not None:  # the schedule set AdamW's rates
             scale = self.scale
             for g, lr in zip(self.sgd.param_groups, self._initial[1], strict=True):
                 g["lr"] = lr * scale
-        for o in self.optimizers:
-            o.step()
+        if self._kernel and all(p.grad is g for p, g in zip(self.params, self._grads,
+                                                             strict=True)):
+            self._kernel_step()
+        else:  # first step, a new state, or a gradient buffer replaced (autograd may do that)
+            for o in self.optimizers:
+                o.step()
+            if self._kernel is not False:
+                self._kernel = self._kernel_arguments() or False
+                self._grads = [p.grad for p in self.params]
         self.steps += 1
         if self.ema is not None:
             decay = min(self.ema_decay, (1 + self.steps) / (10 + self.steps))
-            torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - decay)
+            torch._foreach_lerp_(self.ema, self._detached, 1 - decay)
+
+    def _kernel_arguments(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]],
+                                         list[Tensor]] | None:
+        """What :meth:`_kernel_step` hands the kernels, read from torch's optimizers after a
+        ``step()`` made their state: (for each AdamW group (group, parameters, gradients, first
+        and second moments), for each SGD group (group, parameters, gradients), every AdamW step
+        count); None where torch's step does more than the plain update (not the fused kernel,
+        amsgrad, maximize, momentum, weight decay in SGD, a parameter without state)."""
+        adam, sgd, counts = [], [], []
+        if self.adamw is not None:
+            for g in self.adamw.param_groups:
+                if not g.get("fused") or g["amsgrad"] or g["maximize"] or g["capturable"] \
+                        or g["differentiable"] or isinstance(g["lr"], Tensor):
+                    return None
+                states = [self.adamw.state.get(p, {}) for p in g["params"]]
+                if any("exp_avg" not in s for s in states):
+                    return None
+                adam.append((g, [p.detach() for p in g["params"]], [p.grad for p in g["params"]],
+                             [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                             [s["step"] for s in states]))
+                counts += adam[-1][-1]
+        if self.sgd is not None:
+            for g in self.sgd.param_groups:
+                if g["momentum"] or g["weight_decay"] or g["maximize"] or g.get("fused") \
+                        or isinstance(g["lr"], Tensor):
+                    return None
+                sgd.append((g, [p.detach() for p in g["params"]], [p.grad for p in g["params"]]))
+        return adam, sgd, counts
+
+    def _kernel_step(self) -> None:
+        """``AdamW.step()`` and ``SGD.step()`` without their wrappers: the same kernels on the
+        same tensors with the groups' current rates."""
+        adam, sgd, counts = self._kernel
+        if counts:
+            torch._foreach_add_(counts, 1)
+        for g, params, grads, m, v, steps in adam:
+            beta1, beta2 = g["betas"]
+            torch._fused_adamw_(params, grads, m, v, [], steps, lr=g["lr"],
+                                beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"],
+                                eps=g["eps"], amsgrad=False, maximize=False)
+        for g, params, grads in sgd:
+            torch._foreach_add_(params, grads, alpha=-g["lr"])
 
     @contextlib.contextmanager
     def averaged(self) -> Iterator[None]:
@@ -146,6 +207,7 @@ class AveragedAdamW:
         """Drop the gradient buffers (the parameters end as after any torch training)."""
         for p in self.params:
             p.grad = None
+        self._kernel = None
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: torch's optimizer states, step count, average."""
@@ -162,6 +224,7 @@ class AveragedAdamW:
             if mine is not None:
                 mine.load_state_dict(state[name])
         self.steps = int(state["steps"])
+        self._kernel = None  # torch replaced the state tensors: the next step reads them anew
         if self.ema is not None:
             for e, saved in zip(self.ema, state["ema"], strict=True):
                 e.copy_(saved)
