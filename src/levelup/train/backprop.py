@@ -15,6 +15,12 @@ parameter's ``.grad`` (buffers that :class:`levelup.train.optim.AveragedAdamW` a
 so there is nothing to zero or accumulate. Frozen layers (and parameters without a gradient
 buffer, which the optimizer does not train) pass gradients through but receive none.
 tests/test_train.py checks the result against autograd.
+
+The plan holds detached aliases of the parameters (same storage, updated in place by the
+optimizer), and their transposes as views made once: fed cached features, which need no
+gradient, no operation here is recorded by autograd, without switching it off around every
+call; and each step makes no transposed view it does not need (bench/RESULTS.md,
+"step-overhead").
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ def supported(network: nn.Module) -> bool:
         isinstance(m, (nn.Linear, nn.CELU)) for m in network)
 
 
-#: one layer of a :func:`plan`: ("linear", weight, bias, weight.grad, bias.grad) or
-#: ("celu", alpha); a grad is None for a parameter that is not trained
+#: one layer of a :func:`plan`: ("linear", weight, bias, weight.grad, bias.grad, weight.t()) or
+#: ("celu", alpha); parameters detached (same storage), a grad None for a parameter that is not
+#: trained, a bias None for a layer without one
 Step = tuple
 
 
@@ -42,28 +49,29 @@ def plan(network: nn.Sequential) -> list[Step]:
     out: list[Step] = []
     for layer in network:
         if isinstance(layer, nn.Linear):
-            out.append(("linear", layer.weight, layer.bias, _grad(layer.weight),
-                        _grad(layer.bias) if layer.bias is not None else None))
+            weight = layer.weight.detach()
+            bias = layer.bias.detach() if layer.bias is not None else None
+            out.append(("linear", weight, bias, _grad(layer.weight),
+                        _grad(layer.bias) if layer.bias is not None else None, weight.t()))
         else:
             out.append(("celu", float(layer.alpha)))
     return out
 
 
-@torch.no_grad()
 def forward(steps: list[Step], x: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """(output (rows, 1), the input of every layer) without recording a graph."""
+    """(output (rows, 1), the input of every layer) of features ``x`` (rows, width) that need
+    no gradient; no graph is recorded."""
     saved = []
     for step in steps:
         saved.append(x)
         if step[0] == "linear":
-            x = torch.addmm(step[2], x, step[1].t()) if step[2] is not None else x @ step[1].t()
+            x = torch.addmm(step[2], x, step[5]) if step[2] is not None else torch.mm(x, step[5])
         else:
             x = torch.celu(x, step[1])
     saved.append(x)
     return x, saved
 
 
-@torch.no_grad()
 def backward(steps: list[Step], saved: Sequence[Tensor], grad_out: Tensor) -> None:
     """Write dL/dparameter into ``.grad`` of every trained parameter, given ``grad_out`` =
     dL/d(output) (rows, 1) and the inputs saved by :func:`forward`."""
@@ -71,23 +79,22 @@ def backward(steps: list[Step], saved: Sequence[Tensor], grad_out: Tensor) -> No
     for k in range(len(steps) - 1, -1, -1):
         step = steps[k]
         if step[0] == "linear":
-            _, weight, _, grad_w, grad_b = step
+            _, weight, _, grad_w, grad_b, _ = step
             if grad_w is not None:
                 torch.mm(d.t(), saved[k], out=grad_w)
             if grad_b is not None:
                 torch.sum(d, 0, out=grad_b)
             if k > 0:
-                d = d @ weight
+                d = torch.mm(d, weight)
         else:  # CELU: derivative min(y / alpha + 1, 1) from its output y
             d = d * (saved[k + 1] * (1.0 / step[1])).add_(1.0).clamp_(max=1.0)
 
 
-@torch.no_grad()
 def zero(steps: list[Step]) -> None:
     """Zero the gradients of the trained parameters (no atom of this element in a batch)."""
     for step in steps:
         if step[0] == "linear":
-            for grad in step[3:]:
+            for grad in step[3:5]:
                 if grad is not None:
                     grad.zero_()
 
