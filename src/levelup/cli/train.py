@@ -26,9 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from levelup.cli.common import input_file, output_file, read_database
+from levelup.cli.common import HDF5_MAGIC, input_file, molecules_file, output_file, read_database
 from levelup.configload import field_types, read_toml
-from levelup.errors import ConfigError
+from levelup.errors import ConfigError, DataError
 from levelup.train.config import setting_flags
 from levelup.train.distributed import main_process
 from levelup.train.history import History, TrainingInterrupted
@@ -143,6 +143,21 @@ def _paths(args: argparse.Namespace, config: TrainConfig) -> str:
     return outputs["--history"]
 
 
+def _molecules(path: str, what: str) -> Any:
+    """A native database file as a :class:`levelup.train.trainsets.DatabaseFile` (fit reads it
+    block by block, within --cache-memory-mb), any other file read whole into a Database."""
+    from levelup.train.trainsets import DatabaseFile
+
+    p = molecules_file(path, what)
+    with open(p, "rb") as f:
+        if not f.read(len(HDF5_MAGIC)).startswith(HDF5_MAGIC):
+            return read_database(p, what)
+    data = DatabaseFile(p)
+    if len(data) == 0:
+        raise DataError(f"{what} {p} holds no molecules: give a database with at least one")
+    return data
+
+
 def _rmse(history: History) -> str:
     """The best epoch's error as words: validation RMSE, or training RMSE without validation."""
     best = history.best_epoch - 1
@@ -169,8 +184,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     history_path = _paths(args, config)
-    train = read_database(args.database, "database")
-    validation = read_database(args.validation, "--validation") if args.validation else None
+    train = _molecules(args.database, "database")
+    validation = _molecules(args.validation, "--validation") if args.validation else None
     if args.init:
         model = load_model(args.init)
     else:

@@ -20,10 +20,9 @@ and writes checkpoints); every process ends with the same weights.
 
 from __future__ import annotations
 
-import hashlib
 import math
+import os
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,9 @@ import torch
 from torch import Tensor
 
 from levelup.data import Database
-from levelup.errors import ConfigError, DataError
+from levelup.errors import ConfigError
 from levelup.progress import progress_bar
+from levelup.train import trainsets
 from levelup.train.batching import CachedEnergies, GeometryBatches
 from levelup.train.checkpoint import load_checkpoint, save_checkpoint
 from levelup.train.config import TrainConfig
@@ -43,8 +43,7 @@ from levelup.train.distributed import Group, process_group
 from levelup.train.history import History, TrainingInterrupted
 from levelup.train.optim import AveragedAdamW, plateau
 from levelup.train.steps import Penalty, evaluate, train_epoch
-from levelup.train.streaming import energy_data
-from levelup.units import ENERGY, FORCE
+from levelup.train.trainsets import DatabaseFile, as_set, layout, self_energies, split
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
 
 #: called after every epoch as callback(epoch, history, model); True stops training
@@ -54,35 +53,9 @@ Callback = Callable[[int, History, torch.nn.Module], "bool | None"]
 # ---------------------------------------------------------------------------------- set-up
 
 
-def _labelled(db: Database, prop: str, role: str) -> Database:
-    """Molecules of ``db`` that carry ``prop`` (others dropped with a warning)."""
-    if not isinstance(db, Database):
-        raise DataError(f"the {role} set must be a levelup Database; got {type(db).__name__}")
-    if db.get(prop).ndim != 1:
-        raise DataError(f"property {prop!r} holds per-atom values; train on an energy property")
-    values = db.get(prop, unit=ENERGY)  # energies are trained on in Hartree, nothing else
-    keep = np.isfinite(values)
-    if not keep.any():
-        raise DataError(f"no molecule of the {role} set has a value for {prop!r}")
-    if not keep.all():
-        warnings.warn(f"{int((~keep).sum())} of {len(db)} molecules of the {role} set lack "
-                      f"{prop!r} and are left out", stacklevel=5)  # fit's caller
-        db = db[keep]
-    return db
-
-
 def _self_energies_unset(model: torch.nn.Module) -> bool:
     se = model.self_energies
     return bool(torch.isnan(se).any() or (se == 0).all())
-
-
-def _tensors(model: torch.nn.Module, db: Database, prop: str) -> tuple[Tensor, Tensor, Tensor]:
-    """(species indices, coordinates in the model's dtype, residual energies float64)."""
-    species = model.species_index(db.species)
-    coordinates = torch.from_numpy(db.coordinates).to(model.dtype)
-    with torch.no_grad():
-        residuals = torch.from_numpy(db.get(prop).astype(np.float64)) - model.self_energy_sum(species)
-    return species, coordinates, residuals
 
 
 def _weight_decays(model: torch.nn.Module, config: TrainConfig) -> dict[int, float]:
@@ -142,18 +115,6 @@ def torchani_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
     return [{"params": weights}, {"params": biases, "sgd": True}]
 
 
-def _fingerprint(config: TrainConfig, prop: str, *sets: Database) -> str:
-    """Hash of what decides the result, to refuse resuming a checkpoint of another run."""
-    h = hashlib.sha256(prop.encode())
-    for key, value in sorted(config.to_dict().items()):
-        if key not in ("checkpoint", "checkpoint_every", "resume", "max_epochs"):
-            h.update(f"{key}={value};".encode())
-    for db in sets:
-        h.update(np.ascontiguousarray(db.coordinates).tobytes())
-        h.update(np.ascontiguousarray(db.get(prop)).tobytes())
-    return h.hexdigest()
-
-
 @dataclass
 class _Run:
     """What the loop works on and carries from epoch to epoch (all of it in a checkpoint)."""
@@ -172,24 +133,8 @@ class _Run:
     val_group: Group | None = None  # the same when each holds a piece of the validation set
 
 
-def _split(train: Database, validation: Database | None, prop: str, config: TrainConfig
-           ) -> tuple[Database, Database | None]:
-    """The labelled training and validation sets (validation split off ``train`` when None)."""
-    train = _labelled(train, prop, "training")
-    if validation is not None:
-        return train, _labelled(validation, prop, "validation")
-    if config.validation_fraction == 0:
-        return train, None
-    train, validation = train.split(1 - config.validation_fraction, config.validation_fraction,
-                                    seed=config.seed)
-    if len(validation) == 0 or len(train) == 0:
-        raise DataError(f"cannot split {len(train) + len(validation)} molecules into training "
-                        "and validation sets: give validation= or more molecules")
-    return train, validation
-
-
-def _resume_or_start(model: torch.nn.Module, config: TrainConfig, prop: str, train: Database,
-                     fingerprint: str) -> dict[str, Any] | None:
+def _resume_or_start(model: torch.nn.Module, config: TrainConfig, prop: str,
+                     train: Database | DatabaseFile, fingerprint: str) -> dict[str, Any] | None:
     """The checkpoint to resume from (its weights loaded into ``model``), or None after fitting
     the self energies when they were never set."""
     if config.resume and Path(config.checkpoint).exists():
@@ -200,32 +145,23 @@ def _resume_or_start(model: torch.nn.Module, config: TrainConfig, prop: str, tra
         model.load_state_dict(state["model"])
         return state
     if _self_energies_unset(model):
-        from levelup.model.selfenergies import fit_self_energies
-
-        model.set_self_energies(fit_self_energies(train.species, train.get(prop), model.elements))
+        model.set_self_energies(self_energies(model, train, prop))
     return None
 
 
-def _layout(model: torch.nn.Module, db: Database, prop: str, forces: str | None,
-            config: TrainConfig) -> CachedEnergies | GeometryBatches:
-    """``db`` laid out for training: cached features without ``forces``, else geometries."""
-    species, xyz, residuals = _tensors(model, db, prop)
-    if forces is None:
-        return energy_data(model, species, xyz, residuals, config.cache_memory_mb,
-                           config.cache_dir)
-    f = torch.from_numpy(np.array(db.get(forces, unit=FORCE), dtype=np.float64)).to(model.dtype)
-    return GeometryBatches(species, xyz, residuals.to(model.dtype), f)
-
-
-def _prepare(model: torch.nn.Module, train: Database, validation: Database | None, prop: str,
+def _prepare(model: torch.nn.Module, train: Database | DatabaseFile | str | os.PathLike,
+             validation: Database | DatabaseFile | str | os.PathLike | None, prop: str,
              config: TrainConfig, forces: str | None,
              param_groups: Sequence[Mapping[str, Any]] | None) -> _Run:
     """Everything :func:`_loop` needs, restored from the checkpoint when resuming."""
     if not hasattr(model, "networks") or hasattr(model, "members"):
         raise ConfigError(f"fit trains one ANIModel; got {type(model).__name__} (train the members "
                           "of an ensemble one by one)")
-    train, validation = _split(train, validation, prop, config)
-    fingerprint = _fingerprint(config, prop, train, *([validation] if validation else []))
+    train = as_set(train, "training")
+    validation = as_set(validation, "validation") if validation is not None else None
+    train, validation = split(train, validation, prop, config)
+    fingerprint = trainsets.fingerprint(config, prop, train,
+                                        *([validation] if validation is not None else []))
     state = _resume_or_start(model, config, prop, train, fingerprint)
     group = process_group(next(model.parameters()).device)
     if group is not None:
@@ -235,8 +171,8 @@ def _prepare(model: torch.nn.Module, train: Database, validation: Database | Non
     if val_group is not None:
         validation = validation[val_group.shard(len(validation))]
     forces = (forces or f"forces/{prop}") if config.force_weight > 0 else None
-    train_data = _layout(model, train, prop, forces, config)
-    val_data = _layout(model, validation, prop, forces, config) if validation is not None else None
+    train_data = layout(model, train, prop, forces, config)
+    val_data = layout(model, validation, prop, forces, config) if validation is not None else None
     if isinstance(val_data, CachedEnergies):
         val_data.shuffle(np.arange(val_data.n), batch_size=4096)
     optimizer = _optimizer(model, config, param_groups)
@@ -259,8 +195,8 @@ def _prepare(model: torch.nn.Module, train: Database, validation: Database | Non
 
 def fit(
     model: torch.nn.Module,
-    train: Database,
-    validation: Database | None = None,
+    train: Database | str | os.PathLike,
+    validation: Database | str | os.PathLike | None = None,
     *,
     property: str,
     config: TrainConfig | None = None,
@@ -277,9 +213,11 @@ def fit(
         model: the model; parameters with ``requires_grad=False`` are left exactly as they are.
             Self energies that were never set (all zero or NaN) are first fitted by least
             squares to the training energies.
-        train: training molecules; those without a value of ``property`` are left out.
-        validation: validation molecules; None splits ``config.validation_fraction`` of
-            ``train`` off at random (seeded by ``config.seed``).
+        train: training molecules, a Database or the path of a native database file (.h5),
+            read block by block (:mod:`levelup.train.trainsets`); unlabelled ones left out.
+        validation: validation molecules (the same kinds); None splits
+            ``config.validation_fraction`` of ``train`` off at random (seeded by
+            ``config.seed``; the same molecules whether ``train`` is a file or its Database).
         property: name of the energy property to learn.
         config: the recipe (default :class:`TrainConfig()`).
         progress: show a progress bar (epoch, losses in kcal/mol, learning rate).

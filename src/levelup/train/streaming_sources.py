@@ -1,7 +1,8 @@
 """Where streamed training data comes from (:mod:`levelup.train.streaming`): molecules read range
 by range, and the features of molecules that the memory cache does not hold.
 
-Sources (``n`` molecules, ``read(start, stop)`` -> species indices and coordinates of a range):
+Sources (``n`` molecules, ``read(start, stop)`` -> species indices and coordinates of a range;
+``read_forces(start, stop)`` -> the same and the reference forces, for force training):
 
 - :class:`ArraySource`: tensors already in memory (a Database's arrays, as :func:`fit` holds
   them); only the features are bounded.
@@ -32,20 +33,28 @@ from levelup.data.columns import require_unit
 from levelup.data.io.hdf5 import RowReader
 from levelup.errors import ConfigError, DataError
 from levelup.train.batching import element_features
-from levelup.units import ENERGY
+from levelup.units import ENERGY, FORCE
 
 
 class ArraySource:
     """Molecules held in memory: ``species`` LongTensor (molecules, atoms) of element indices
-    (-1 padding) and ``coordinates`` (molecules, atoms, 3) Angstrom, model dtype."""
+    (-1 padding) and ``coordinates`` (molecules, atoms, 3) Angstrom, model dtype; ``forces``
+    (molecules, atoms, 3) Hartree/Angstrom, model dtype, NaN where unknown, for force training."""
 
-    def __init__(self, species: Tensor, coordinates: Tensor) -> None:
-        self.species, self.coordinates = species, coordinates
+    def __init__(self, species: Tensor, coordinates: Tensor, forces: Tensor | None = None
+                 ) -> None:
+        self.species, self.coordinates, self.forces = species, coordinates, forces
         self.n = int(species.shape[0])
 
     def read(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
         """(species indices, coordinates) of molecules start..stop."""
         return self.species[start:stop], self.coordinates[start:stop]
+
+    def read_forces(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(species indices, coordinates, forces) of molecules start..stop."""
+        if self.forces is None:
+            raise DataError("this ArraySource holds no forces: give forces= to train on them")
+        return self.species[start:stop], self.coordinates[start:stop], self.forces[start:stop]
 
 
 class FileSource:
@@ -57,12 +66,25 @@ class FileSource:
         model: the ANIModel to be trained (elements the model lacks raise DataError on reading).
         rows: increasing row numbers of the file to use (a training or validation part), or None
             for all of them.
+        forces: the per-atom force property (Hartree/Angstrom) :meth:`read_forces` reads, or
+            None (energy-only training). DataError when the file lacks it or its unit is not
+            Hartree/Angstrom.
     """
 
     def __init__(self, path: str | os.PathLike, model: nn.Module,
-                 rows: np.ndarray | None = None) -> None:
+                 rows: np.ndarray | None = None, forces: str | None = None) -> None:
         self.reader = RowReader(path)
         self.model = model
+        if forces is not None:
+            info = self.reader.info.get(forces)
+            if info is None or not info.per_atom:
+                have = [k for k, v in self.reader.info.items() if v.per_atom]
+                raise DataError(f"{path} has no per-atom force property {forces!r} (its per-atom "
+                                f"properties: {', '.join(map(repr, have)) or 'none'}): give the "
+                                "forces' name (forces= / --forces NAME), or train on energies "
+                                "only (force_weight 0)")
+            require_unit(forces, info.unit, FORCE)
+        self.forces = forces
         if rows is not None:
             rows = np.asarray(rows, dtype=np.int64)
             if rows.ndim != 1 or (len(rows) and (rows[0] < 0 or rows[-1] >= self.reader.length
@@ -92,6 +114,17 @@ class FileSource:
         width = int((z > 0).sum(1).max(initial=0))
         return (self.model.species_index(z[:, :width]),
                 torch.from_numpy(np.ascontiguousarray(xyz[:, :width])).to(self.model.dtype))
+
+    def read_forces(self, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(species indices, coordinates, forces (Hartree/Angstrom, NaN where unknown)) of
+        positions start..stop in the model's dtype, trimmed to the largest molecule among
+        them."""
+        z, xyz, props = self.read_numpy(start, stop, (self.forces,))
+        width = int((z > 0).sum(1).max(initial=0))
+        dtype = self.model.dtype
+        return (self.model.species_index(z[:, :width]),
+                torch.from_numpy(np.ascontiguousarray(xyz[:, :width])).to(dtype),
+                torch.from_numpy(np.ascontiguousarray(props[self.forces][:, :width])).to(dtype))
 
     def residuals(self, prop: str, chunk: int = 8192) -> Tensor:
         """(molecules,) float64 Hartree: energy ``prop`` minus the model's self energies, read
