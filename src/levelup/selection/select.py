@@ -8,7 +8,9 @@
                pre-trained model's AEV parameters or ANI-1x's
 ``design``     Bayesian experimental design for the default transfer (:mod:`levelup.selection.
                design`): the geometries whose labels most lower the transferred model's summed
-               predictive variance over the pool; needs the pre-trained model, no label
+               predictive variance over the pool; needs the pre-trained model, no label;
+               with ``structures=``, also their energy differences' (a barrier; :mod:`levelup.
+               selection.targets`)
 ``committee``  query by committee (:mod:`levelup.selection.committee`): labels at the high
                level where a committee of transferred models disagrees most, a batch at a
                time, until ``budget`` or ``target``
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -80,7 +83,9 @@ def select(pool: Database, budget: int, method: str = "every", *, seed: int = 0,
            target: float | None = None, cache: Any = None,
            state: str | os.PathLike | None = None, progress: bool = True,
            low: str | None = None, members: int = 4, recipe: Any = None,
-           workers: int | None = None) -> SelectionResult:
+           workers: int | None = None, structures: Mapping[str, Any] | None = None,
+           constraints: Mapping[str, Any] | None = None, reference: str | None = None
+           ) -> SelectionResult:
     """Choose ``budget`` geometries of ``pool`` for the high level (module docstring).
 
     Args:
@@ -107,19 +112,25 @@ def select(pool: Database, budget: int, method: str = "every", *, seed: int = 0,
         members: committee members from a single model (bootstrap transfers).
         recipe: the transfer recipe (default :class:`~levelup.transfer.linear.LinearRecipe`).
         workers: parallel high-level calculations (default: the labeller's).
+        structures: "design" only: name -> structure, two or more, whose energy differences
+            (a barrier, a reaction energy) the points must pin as well as the pool
+            (:mod:`levelup.selection.targets`); each is optimised on ``model`` first, under
+            its ``constraints`` (name -> "planar", "dihedral:0,1,2,3=0", ...), and the
+            differences are taken from ``reference`` (default: the first name).
 
     Raises:
         ConfigError: an unknown method, budget < 1, a bad batch or target, a design or
-            committee without ``model``, a committee without ``high``.
+            committee without ``model``, a committee without ``high``, bad ``structures``.
         DataError: a pool smaller than the budget, or without the ``low`` property.
     """
     batch = _check(pool, budget, method, model=model, high=high, batch=batch, target=target,
-                   low=low, members=members)
+                   low=low, members=members, aimed=structures is not None)
     model = None if model is None else _model(model)
     if method != "committee":
-        rows = _label_free(pool, budget, method, seed, model)
+        rows = _label_free(pool, budget, method, seed, model,
+                           _targets(model, structures, constraints, reference))
         return SelectionResult(method, _ints(rows), (0,) * budget, pool_size=len(pool))
-    if method == "committee" and budget < minimum_budget(model):
+    if budget < minimum_budget(model):
         raise ConfigError(f"query by committee needs a budget of at least "
                           f"{minimum_budget(model)} (the transfer's cross-validation needs "
                           f"{FEWEST} points, and bootstrap members of one model one more to "
@@ -129,7 +140,19 @@ def select(pool: Database, budget: int, method: str = "every", *, seed: int = 0,
         members=members, recipe=recipe, cache=cache, workers=workers, progress=progress), state)
 
 
-def _label_free(pool: Database, budget: int, method: str, seed: int, model: Any) -> Any:
+def _targets(model: Any, structures: Mapping[str, Any] | None,
+             constraints: Mapping[str, Any] | None, reference: str | None) -> Any:
+    """The design's energy-difference targets (:mod:`levelup.selection.targets`), or None."""
+    if structures is None:
+        return None
+    from levelup.selection.targets import energy_difference_targets
+
+    return energy_difference_targets(model, structures, reference=reference,
+                                     constraints=constraints)
+
+
+def _label_free(pool: Database, budget: int, method: str, seed: int, model: Any,
+                targets: np.ndarray | None = None) -> Any:
     """The rows chosen by the strategies that need no label: every, random, fps, design."""
     if method == "every":
         return every_kth(len(pool), budget)
@@ -139,7 +162,7 @@ def _label_free(pool: Database, budget: int, method: str, seed: int, model: Any)
         return farthest_points(aev_descriptors(pool, model), budget)
     from levelup.selection.design import design_rows
 
-    return design_rows(pool, model, budget)
+    return design_rows(pool, model, budget, targets)
 
 
 def _committee(pool: Database, descriptors: np.ndarray, run: CommitteeRun,
@@ -180,11 +203,15 @@ def _model(model: Any) -> Any:
 
 
 def _check(pool: Database, budget: int, method: str, *, model: Any, high: str | None,
-           batch: int | None, target: float | None, low: str | None, members: int) -> int:
+           batch: int | None, target: float | None, low: str | None, members: int,
+           aimed: bool = False) -> int:
     """Every argument error before any work; returns the batch size."""
     if method not in METHODS:
         raise ConfigError(f"unknown selection method {method!r}; choose one of "
                           f"{', '.join(METHODS)}")
+    if aimed and method != "design":
+        raise ConfigError(f"structures= aims the 'design' strategy at energy differences; "
+                          f"method {method!r} cannot use them: use method='design'")
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ConfigError(f"budget must be a whole number >= 1 (high-level calculations to "
                           f"spend); got {budget!r}")

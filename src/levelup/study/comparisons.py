@@ -139,15 +139,32 @@ def committee_step(run: StudyRun, db: Database) -> np.ndarray:
 
 def design_step(run: StudyRun, db: Database) -> np.ndarray:
     """``[selection] method = "design"``: the high-level points chosen by Bayesian design for
-    the pre-trained model's transfer (:mod:`levelup.selection.design`; no label needed, under a
-    second for a few hundred geometries, so it is not cached). Returns the chosen rows,
-    sorted."""
+    the pre-trained model's transfer (:mod:`levelup.selection.design`; no label needed, seconds
+    for a few hundred geometries, so it is not cached), aimed also at the energy differences of
+    ``[properties] energies`` when it names two or more structures and ``focus`` is
+    "energies". Returns the chosen rows, sorted."""
     from levelup.selection.select import select
 
-    result = select(db, run.study.selection.count, "design", model=run.model("pretrained"))
+    props = run.study.properties
+    aim = {}
+    if design_aims_at_energies(run.study):
+        from levelup.study.propertytable import structure_of
+
+        aim = {"structures": {n: structure_of(p, f"energies.{n}") for n, p in props.energies},
+               "constraints": dict(props.constraints), "reference": props.reference}
+    result = select(db, run.study.selection.count, "design", model=run.model("pretrained"),
+                    **aim)
+    what = f" and the energy differences of {list(aim['structures'])}" if aim else ""
     run.log(f"selection: {len(result.indices)} points by Bayesian design on the pre-trained "
-            f"model (rows {sorted(result.indices)})")
+            f"model, for the pool{what} (rows {sorted(result.indices)})")
     return np.sort(np.asarray(result.indices, dtype=np.int64))
+
+
+def design_aims_at_energies(study: Study) -> bool:
+    """Whether the study's design also pins ``[properties] energies`` (module docstring of
+    :mod:`levelup.selection.targets`)."""
+    return (study.selection.method == "design" and study.selection.focus == "energies"
+            and len(study.properties.energies) >= 2)
 
 
 def _saved_selection(path: Any, key: str) -> dict[str, Any] | None:
@@ -256,5 +273,6 @@ def delta_step(run: StudyRun, data: Points, arch: dict[str, Any],
                              "config": study.delta.to_dict(), **base}, neural, metadata)
 
 
-__all__ = ["Points", "architecture", "committee_step", "delta_step", "design_step",
-           "model_factory", "points", "pretrain_step", "scratch_step", "transfer_step", "tutorial_step"]
+__all__ = ["Points", "architecture", "committee_step", "delta_step", "design_aims_at_energies",
+           "design_step", "model_factory", "points", "pretrain_step", "scratch_step", "transfer_step",
+           "tutorial_step"]

@@ -182,10 +182,15 @@ def _selection_note(run: Any) -> list[str]:
     """Which points the committee chose, in which round, and how sure it then was; or that
     Bayesian design chose them."""
     if run.study.selection.method == "design":
+        from levelup.study.comparisons import design_aims_at_energies
+
+        aim = (", half of it and half on the energy differences of [properties] energies, "
+               "each optimised on the pre-trained model first (focus = \"energies\")"
+               if design_aims_at_energies(run.study) else "")
         return [f"selection: {run.study.selection.count} points by Bayesian design for the "
                 "pre-trained model's transfer (levelup.select method 'design': the geometries "
                 "whose labels most lower the summed predictive variance over the study's "
-                "geometries)."]
+                f"geometries{aim})."]
     rounds = _selection_rounds(run)
     if not rounds:
         return []

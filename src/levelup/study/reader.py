@@ -214,6 +214,9 @@ def _selection(table: Mapping[str, Any], seed: int) -> Selection:
                           f"offset {found.offset}")
     if method in ("random", "fps", "design", "committee") and found.count < 1:
         raise ConfigError(f"[selection] count must be >= 1; got {found.count}")
+    if found.focus not in ("energies", "pool"):
+        raise ConfigError(f"[selection] focus must be \"energies\" or \"pool\"; got "
+                          f"{found.focus!r}")
     if method == "committee" and (found.batch < 0 or found.target < 0 or found.members < 2):
         raise ConfigError(f"[selection] needs batch >= 0, target >= 0 and members >= 2; got batch "
                           f"{found.batch}, target {found.target}, members {found.members}")

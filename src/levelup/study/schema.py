@@ -96,7 +96,7 @@ METHODS = {
     "random": ("count", "seed", "validation_every"),
     "indices": ("indices", "validation"),
     "fps": ("count", "validation_every"),
-    "design": ("count",),
+    "design": ("count", "focus"),
     "committee": ("count", "seed", "batch", "target", "members"),
 }
 #: The tables (and top-level keys) of a study file.
@@ -189,6 +189,9 @@ class Selection:
     target: float = 0.0  # committee: stop once the predicted error is at most this, kcal/mol
     #                      (0: spend the whole budget)
     members: int = 4  # committee: bootstrap transfers of the pre-trained model
+    focus: str = "energies"  # design: "energies" also pins the energy differences of
+    #                          [properties] energies (a barrier) when it names two or more
+    #                          structures (levelup.selection.targets); "pool": the pool alone
 
 
 @dataclass(frozen=True)
