@@ -23,7 +23,9 @@ from levelup.errors import ConfigError
 
 #: Version of the checkpoint layout; bumped when the keys change. 2: the optimizer state is
 #: torch's AdamW/SGD state (levelup.train.optim.AveragedAdamW) instead of one flat buffer's.
-CHECKPOINT_VERSION = 2
+#: 3: AveragedAdamW's own state (rates, Adam's moments and step counts per parameter) and the
+#: schedule's (levelup.train.optim.Plateau) instead of torch.optim's state dicts.
+CHECKPOINT_VERSION = 3
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
