@@ -313,3 +313,31 @@ def test_levelup_run_prints_the_differences_from_the_high_level(first_run, capsy
             assert f"{wavenumber:.1f}" in line
     print_properties(folder / "missing.json")  # a study without [properties]: nothing
     assert capsys.readouterr().out == ""
+
+
+def test_the_design_aims_at_the_named_energy_differences(first_run):
+    """[selection] design with [properties] energies naming two structures (focus "energies",
+    the default): the points are levelup.select's design aimed at their difference."""
+    from levelup.selection.select import select
+    from levelup.study.geometries import build_geometries
+    from levelup.study.propertytable import structure_of
+
+    folder, result, _ = first_run
+    db = build_geometries(read_study(folder / "study.toml").geometries)
+    pretrained = levelup.load_model(result.steps["pretrained"].file)
+    water = structure_of(folder / "water.xyz", "energies")
+    aimed = select(db, 8, "design", model=pretrained, structures={"minimum": water, "bent": water},
+                   constraints={"bent": ("angle:1,0,2=150",)}, reference="minimum").indices
+    plain = select(db, 8, "design", model=pretrained).indices
+    train = result.metrics["high_level_points"]["train"]
+    assert sorted(train) == sorted(aimed) != sorted(plain)
+    assert "energy differences of [properties] energies" in (folder / "run" / "report.md"
+                                                             ).read_text()
+
+
+def test_the_design_focus_reads_and_a_bad_one_is_an_error(tmp_path):
+    props = {"energies": {"a": "water.xyz", "b": "water.xyz"}}
+    study = _study(tmp_path, props, selection={"method": "design", "count": 4, "focus": "pool"})
+    assert study.selection.focus == "pool"
+    with pytest.raises(ConfigError, match='focus must be "energies" or "pool"'):
+        _study(tmp_path, props, selection={"method": "design", "count": 4, "focus": "barrier"})
