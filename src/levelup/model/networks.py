@@ -10,7 +10,8 @@ A network is described by a JSON-ready list of layers (model files store it), e.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -49,26 +50,31 @@ _ACTIVATIONS: dict[str, tuple[type[torch.nn.Module], tuple[str, ...]]] = {
 }
 
 
-def _uninitialised(layers: list[torch.nn.Module]) -> torch.nn.Sequential:
-    # built on the meta device, then given real memory: no draw from torch's global generator,
-    # so building (or loading) a model never shifts the random stream of the caller
-    return torch.nn.Sequential(*layers).to_empty(device="cpu")
+@contextlib.contextmanager
+def _no_draws() -> Iterator[None]:
+    # torch's Linear layers initialise themselves from the global generator; its state is put
+    # back afterwards, so building (or loading) a model never shifts the random stream of the
+    # caller. (levelup built them on the meta device before, then gave them memory: torch
+    # imports sympy for that, 0.7 s in every process that builds a model.)
+    with torch.random.fork_rng(devices=[]):
+        yield
 
 
 def build_network(n_in: int, hidden: Sequence[int], alpha: float = ALPHA) -> torch.nn.Sequential:
     """Linear(n_in, h1), CELU(alpha), ..., Linear(h_last, 1): the ANI atomic network.
 
-    The weights are uninitialised memory: call :func:`init_network` (or load a state dict).
+    The weights are torch's default initial values (drawn without moving torch's global random
+    stream): call :func:`init_network` (or load a state dict).
     """
     widths = [int(n_in), *(int(h) for h in hidden)]
     if any(w < 1 for w in widths):
         raise ValueError(f"layer widths must be positive; got {widths}")
     layers: list[torch.nn.Module] = []
-    with torch.device("meta"):
+    with _no_draws():
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [torch.nn.Linear(w_in, w_out), torch.nn.CELU(alpha)]
         layers.append(torch.nn.Linear(widths[-1], 1))
-    return _uninitialised(layers)
+    return torch.nn.Sequential(*layers)
 
 
 def init_network(network: torch.nn.Module, generator: torch.Generator | None = None) -> None:
@@ -106,15 +112,15 @@ def describe_network(network: torch.nn.Sequential) -> list[dict[str, Any]]:
 
 
 def network_from_spec(spec: Sequence[dict[str, Any]]) -> torch.nn.Sequential:
-    """Build an uninitialised network (load a state dict into it) from
+    """Build a network (torch's default weights: load a state dict into it) from
     :func:`describe_network`'s description. Raises ValueError naming the layer that is malformed.
     """
     layers: list[torch.nn.Module] = []
-    with torch.device("meta"):
+    with _no_draws():
         _add_layers(layers, spec)
     if not layers:
         raise ValueError("a network needs at least one layer")
-    return _uninitialised(layers)
+    return torch.nn.Sequential(*layers)
 
 
 def _add_layers(layers: list[torch.nn.Module], spec: Sequence[dict[str, Any]]) -> None:
