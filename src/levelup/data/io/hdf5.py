@@ -75,6 +75,8 @@ def save_columns(columns: Columns, path: str | os.PathLike) -> None:
         tmp.write_bytes(image)
 
 
+#: Bytes of chunks HDF5 keeps per open dataset (one chunk of save_columns and some slack)
+_CHUNK_CACHE = 2 * 2**20
 #: Errors h5py and numpy raise for a damaged file; turned into DataError by the readers.
 _DAMAGE = (KeyError, OSError, ValueError, TypeError, AttributeError, IndexError, RuntimeError,
            OverflowError)
@@ -91,7 +93,10 @@ def _open(path: str | os.PathLike) -> h5py.File:
     if not path.exists():
         raise DataError(f"no such database file: {path}")
     try:
-        f = h5py.File(path, "r")
+        # chunk cache per dataset: HDF5 2 keeps 8 MiB of chunks of each by default, so a read
+        # block by block (RowReader) would hold up to 8 MiB per dataset more as the file grows;
+        # one chunk (<= 1 MiB, as save_columns writes them) is all a sequential read needs
+        f = h5py.File(path, "r", rdcc_nbytes=_CHUNK_CACHE)
     except _DAMAGE:
         raise DataError(f"{path} is not an HDF5 file, so not a levelup database; build one "
                         "with Database.read(...) and save it with db.save(path)") from None
