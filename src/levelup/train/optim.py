@@ -41,7 +41,7 @@ def _fused_kernel_runs(params: Sequence[Tensor]) -> bool:
         probe = torch.zeros(1, device=device, dtype=dtype)
         try:
             torch._fused_adamw_([probe], [probe.clone()], [probe.clone()], [probe.clone()], [],
-                                [torch.zeros((), device=device)], lr=0.0, beta1=0.9,
+                                [torch.zeros((), dtype=torch.float32, device=device)], lr=0.0, beta1=0.9,
                                 beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False,
                                 maximize=False)
         except (RuntimeError, NotImplementedError, AttributeError):
@@ -93,14 +93,20 @@ class AveragedAdamW:
         if fused and not self.fused:
             raise RuntimeError("torch has no fused AdamW kernel for these parameters' device "
                                "and dtype; use fused=None or False")
-        # Adam's state per parameter, as torch.optim.AdamW makes it: step counts (float32
-        # scalars, on the parameter's device for the fused kernel), first and second moments
-        count = ({"device": None, "dtype": torch.float32} if self.fused else
-                 {"device": "cpu", "dtype": torch.get_default_dtype()})
-        self.state = {id(p): {"step": torch.zeros((), dtype=count["dtype"],
-                                                  device=count["device"] or p.device),
-                              "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-                      for p in adam_params}
+        # Adam's state per parameter, as torch.optim.AdamW makes it: step count (a float32
+        # scalar; for the fused kernel on the parameter's device, and one tensor shared by all
+        # parameters of a device, which the kernel only reads: one add per step), first and
+        # second moments
+        shared: dict[torch.device, Tensor] = {}
+
+        def count(p: Tensor) -> Tensor:
+            if not self.fused:
+                return torch.zeros((), dtype=torch.get_default_dtype())
+            return shared.setdefault(p.device, torch.zeros((), dtype=torch.float32,
+                                                           device=p.device))
+        self.state = {id(p): {"step": count(p), "exp_avg": torch.zeros_like(p),
+                              "exp_avg_sq": torch.zeros_like(p)} for p in adam_params}
+        self._shared_counts = list(shared.values())
         self.steps = 0
         self.ema_decay = ema_decay
         #: the moving average of the parameters (None without ``ema_decay``)
@@ -111,8 +117,8 @@ class AveragedAdamW:
     def _arguments(self) -> None:
         """Read the lists the kernels take, once: per AdamW group (group, parameters (detached:
         same storage, no autograd), gradients, first and second moments, step counts), per SGD
-        group (group, parameters, gradients), and every step count."""
-        self._adam, self._sgd, self._counts = [], [], []
+        group (group, parameters, gradients)."""
+        self._adam, self._sgd = [], []
         for g in self.param_groups:
             ps = [p.detach() for p in g["params"]]
             grads = [p.grad for p in g["params"]]
@@ -122,7 +128,6 @@ class AveragedAdamW:
             st = [self.state[id(p)] for p in g["params"]]
             self._adam.append((g, ps, grads, [s["exp_avg"] for s in st],
                                [s["exp_avg_sq"] for s in st], [s["step"] for s in st]))
-            self._counts += self._adam[-1][-1]
         self._grads = [p.grad for p in self.params]
 
     @property
@@ -154,8 +159,8 @@ class AveragedAdamW:
                 g["lr"] = g["initial_lr"] * scale
         if not all(p.grad is g for p, g in zip(self.params, self._grads, strict=True)):
             self._arguments()  # a gradient buffer was replaced (autograd may do that)
-        if self.fused and self._counts:  # (torch's foreach AdamW advances its own)
-            torch._foreach_add_(self._counts, 1)
+        for c in self._shared_counts:  # (torch's foreach AdamW advances its own)
+            c.add_(1)
         beta1, beta2 = self.betas
         for g, ps, grads, m, v, counts in self._adam:
             if self.fused:
