@@ -143,3 +143,37 @@ def test_a_target_the_layers_cannot_see_and_a_bad_share_are_refused(clusters):
         integrated_variance_design(phi, prior, 2, targets=targets, share=1.5)
     with pytest.raises(DataError, match="feature rows"):
         integrated_variance_design(phi, prior, 2, targets=targets[:, :3])
+
+
+def test_cli_aims_the_design_at_named_structures(h2, tmp_path, capsys):
+    from levelup.cli.main import main
+
+    pool, model, _ = h2
+    pool.save(tmp_path / "pool.h5")
+    model.save(tmp_path / "pre.pt")
+    (tmp_path / "a.xyz").write_text("2\n\nH 0 0 0\nH 0 0 0.8\n")
+    (tmp_path / "b.xyz").write_text("2\n\nH 0 0 0\nH 0 0 3.5\n")
+    out = tmp_path / "chosen.h5"
+    assert main(["select", str(tmp_path / "pool.h5"), "--budget", "4", "--method", "design",
+                 "--model", str(tmp_path / "pre.pt"), "--structure", f"min={tmp_path / 'a.xyz'}",
+                 "--structure", f"far={tmp_path / 'b.xyz'}", "--constraint", "far=fix:0,1",
+                 "-o", str(out)]) == 0
+    rows = levelup.Database.load(out).get("selection/index").astype(int)
+    aimed = levelup.select(pool, 4, "design", model=model, structures={
+        "min": _h2(0.8), "far": _h2(3.5)}, constraints={"far": ["fix:0,1"]}).indices
+    assert sorted(rows) == sorted(aimed)
+    capsys.readouterr()
+    base = ["select", str(tmp_path / "pool.h5"), "--budget", "4", "--model",
+            str(tmp_path / "pre.pt"), "-o", str(tmp_path / "x.h5")]
+    for extra, words in [
+        (["--method", "fps", "--structure", "a=a.xyz"], "add --method design"),
+        (["--method", "design", "--structure", f"a={tmp_path / 'a.xyz'}"], "two or more"),
+        (["--method", "design", "--structure", f"a={tmp_path / 'a.xyz'}", "--structure",
+          f"b={tmp_path / 'b.xyz'}", "--constraint", "c=planar"], "no --structure is named 'c'"),
+        (["--method", "design", "--structure", f"a={tmp_path / 'a.xyz'}", "--structure",
+          "b"], "--structure takes NAME=VALUE"),
+    ]:
+        assert main(base + extra) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("levelup: error: ") and words in err and err.count("\n") == 1
+        assert not (tmp_path / "x.h5").exists()

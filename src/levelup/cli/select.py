@@ -3,7 +3,8 @@ expensive level of theory.
 
 Methods: ``every`` (evenly spaced, the tutorial's every k-th), ``random`` (seeded), ``fps``
 (farthest points in AEV space), ``design`` (Bayesian design for the pre-trained model's
-transfer: no label needed) and ``committee`` (query by committee: label at the high level
+transfer: no label needed; with ``--structure`` twice or more, aimed at their energy
+differences too) and ``committee`` (query by committee: label at the high level
 where a committee of transferred models disagrees most, a batch at a time, until the budget is
 spent or its predicted error is below --target). Every committee label goes through the label
 cache, so a killed run started again recomputes none.
@@ -19,6 +20,7 @@ import numpy as np
 from levelup.cli.common import (
     check_number,
     input_file,
+    molecules_file,
     output_file,
     read_database,
     read_model,
@@ -31,6 +33,9 @@ EXAMPLE = """examples:
   levelup select h2_hf.h5 --budget 12 --method every -o chosen.h5
   levelup select pool.h5 --budget 16 --method fps --model pretrained.pt -o chosen.h5
   levelup select pool.h5 --budget 16 --method design --model pretrained.pt -o chosen.h5
+  levelup select pool.h5 --budget 20 --method design --model pretrained.pt \\
+      --structure minimum=nh3.xyz --structure saddle=nh3.xyz --constraint saddle=planar \\
+      -o chosen.h5
   levelup select h2_hf.h5 --budget 12 --method committee --model pretrained.pt \\
       --high CISD/cc-pVDZ --batch 2 --target 0.5 --state run.json -o chosen.h5
 
@@ -67,6 +72,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", help="label cache file (default: the shared user cache)")
     p.add_argument("--workers", type=int, help="parallel high-level calculations")
     p.add_argument("--state", help="JSON file for the committee's rounds, written after each")
+    p.add_argument("--structure", action="append", default=[], metavar="NAME=FILE",
+                   help="design: a named structure (one molecule) whose energy difference from "
+                   "the first (a barrier) the points must pin too; give two or more")
+    p.add_argument("--constraint", action="append", default=[], metavar="NAME=SPEC",
+                   help='design: held while that structure is optimised on the model, e.g. '
+                   'saddle=planar or saddle="dihedral:2,0,1,3=0"')
     p.add_argument("-o", "--output", required=True, help="chosen geometries to write (.h5, or "
                    "any format ASE writes)")
     p.set_defaults(func=run)
@@ -87,9 +98,46 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.method == "design" and args.model is None:
         raise ConfigError("--method design needs --model (the pre-trained model it chooses "
                           "for, e.g. --model pretrained.pt)")
+    if (args.structure or args.constraint) and args.method != "design":
+        raise ConfigError("--structure and --constraint aim --method design at a barrier: add "
+                          "--method design")
+    if args.structure and len(args.structure) < 2:
+        raise ConfigError("--structure needs two or more (NAME=FILE each, the first is the "
+                          "zero), e.g. --structure minimum=a.xyz --structure saddle=b.xyz")
     if args.cache and Path(args.cache).is_dir():
         raise ConfigError(f"--cache {args.cache} is a folder: give a file, e.g. "
                           f"{Path(args.cache) / 'labels.sqlite'}")
+
+
+def _pair(value: str, flag: str, example: str) -> tuple[str, str]:
+    """(NAME, VALUE) of one NAME=VALUE flag."""
+    name, sep, rest = value.partition("=")
+    if not sep or not name.strip() or not rest.strip():
+        raise ConfigError(f"{flag} takes NAME=VALUE, e.g. {flag} {example}; got {value!r}")
+    return name.strip(), rest.strip()
+
+
+def _aim(args: argparse.Namespace) -> dict:
+    """select()'s structures and constraints from --structure and --constraint (read and
+    checked before any work)."""
+    if not args.structure:
+        return {}
+    from levelup.data.structure import read_structure
+    from levelup.properties.constraints import parse_spec
+
+    structures = {}
+    for value in args.structure:
+        name, path = _pair(value, "--structure", "minimum=nh3.xyz")
+        structures[name] = read_structure(molecules_file(path, f"--structure {name}"))
+    constraints: dict[str, list[str]] = {}
+    for value in args.constraint:
+        name, spec = _pair(value, "--constraint", "saddle=planar")
+        if name not in structures:
+            raise ConfigError(f"--constraint {value}: no --structure is named {name!r} (they "
+                              f"are {', '.join(structures)})")
+        parse_spec(spec, len(structures[name]))
+        constraints.setdefault(name, []).append(spec)
+    return {"structures": structures, "constraints": constraints}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,12 +154,13 @@ def run(args: argparse.Namespace) -> int:
         from levelup.qm.levels import parse_level
 
         parse_level(args.high)
+    aim = _aim(args)
     model = read_model(args.model) if args.model else None
     pool = read_database(args.pool, "pool")
     result = select(pool, args.budget, args.method, seed=args.seed, model=model, high=args.high,
                     batch=args.batch, target=args.target, cache=args.cache, state=args.state,
                     progress=not args.quiet, low=args.low, members=args.members,
-                    workers=args.workers)
+                    workers=args.workers, **aim)
     rows = np.array(result.indices, dtype=np.int64)
     out = pool[rows]
     out.set("selection/index", rows.astype(np.float64), unit="1")
