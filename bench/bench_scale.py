@@ -28,6 +28,14 @@ levelup databases (bench/_work/scale_N.h5; 1M conformations take ~240 MB).
    a few epochs; molecules per second per core = training molecules x epochs / CPU seconds of
    the whole training call (levelup's includes building its feature cache).
 
+3. Forces (--force-sizes, default 10k, 100k, 1M): the same conformations with analytic forces
+   (bench/_work/scale_forces_N.h5), one epoch of training with forces (force_weight 0.1, batch
+   --force-batch 256), geometries and forces streamed from the file within --force-budget MB
+   (levelup.train.streaming_forces.StreamedGeometries, as ``fit`` on a .h5 path lays them out)
+   against today's in-memory layout (the Database loaded and held, GeometryBatches); the 1M
+   epochs timed on their first --force-batches-1m batches. ``--forces-only`` runs just these rows
+   and keeps the other rows of bench/_work/bench_scale.json.
+
 Writes the "scale" section of bench/RESULTS.md.
 """
 
@@ -78,9 +86,23 @@ def labels(z: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     return energy
 
 
-def dataset(n: int) -> Path:
-    """bench/_work/scale_N.h5: N conformations (made once)."""
-    path = WORK / f"scale_{n}.h5"
+def morse_forces(z: np.ndarray, xyz: np.ndarray) -> np.ndarray:
+    """Forces (Hartree/Angstrom) of :func:`labels`' potential, (molecules, atoms, 3)."""
+    forces = np.zeros_like(xyz)
+    for i in range(len(z)):
+        for j in range(i + 1, len(z)):
+            vec = xyz[:, j] - xyz[:, i]
+            r = np.linalg.norm(vec, axis=-1)
+            x = np.exp(-1.8 * (r - RADIUS[int(z[i])] - RADIUS[int(z[j])]))
+            g = (0.1 * 2 * (1 - x) * 1.8 * x / r)[:, None] * vec  # dE/dr along i -> j
+            forces[:, i] += g
+            forces[:, j] -= g
+    return forces
+
+
+def dataset(n: int, forces: bool = False) -> Path:
+    """bench/_work/scale_N.h5 (scale_forces_N.h5 with forces): N conformations (made once)."""
+    path = WORK / f"scale_{'forces_' if forces else ''}{n}.h5"
     if path.exists():
         return path
     from levelup import Database
@@ -89,14 +111,19 @@ def dataset(n: int) -> Path:
     species = np.zeros((n, 6), dtype=np.int64)
     xyz = np.zeros((n, 6, 3))
     energy = np.zeros(n)
+    force = np.full((n, 6, 3), np.nan) if forces else None
     for kind, (z, r) in enumerate(MOLECULES):
         rows = np.arange(kind, n, len(MOLECULES))
         pos = np.array(r)[None] + rng.normal(scale=0.06, size=(len(rows), len(z), 3))
         species[rows, :len(z)] = z
         xyz[rows, :len(z)] = pos
         energy[rows] = labels(np.array(z), pos)
+        if forces:
+            force[rows, :len(z)] = morse_forces(np.array(z), pos)
     db = Database(species, xyz)
     db.set("energy", energy)
+    if forces:
+        db.set("forces/energy", force)
     WORK.mkdir(exist_ok=True)
     db.save(path)
     return path
@@ -172,6 +199,53 @@ def scale_worker(args: argparse.Namespace) -> dict:
             "timed_batches": timed, "timed_s": seconds, "timed_cpu_s": cpu,
             "epoch_s": seconds * n_batches / timed, "epoch_cpu_s": cpu * n_batches / timed,
             "before_mb": before, "peak_mb": _peak_mb()}
+
+
+def force_worker(args: argparse.Namespace) -> dict:
+    """One size with forces, streamed within ``--budget`` MB or in memory (``--budget -1``):
+    build, one epoch (or its first ``--max-batches``), peak memory."""
+    import torch
+
+    torch.set_num_threads(1)
+    from levelup.train.config import TrainConfig
+    from levelup.train.optim import AveragedAdamW
+    from levelup.train.steps import geometry_step
+
+    model = _model()
+    config = TrainConfig(batch_size=args.batch, force_weight=0.1)
+    before = _peak_mb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    if args.budget < 0:  # today's layout: the database loaded, its arrays as GeometryBatches
+        from levelup import Database
+        from levelup.train.trainsets import layout
+
+        db = Database.load(args.file)  # held through the epoch, as fit's caller holds it
+        data = layout(model, db, "energy", "forces/energy", config)
+    else:  # what fit does with the path of the file
+        from levelup.train.streaming_forces import StreamedGeometries
+        from levelup.train.streaming_sources import FileSource
+
+        source = FileSource(args.file, model, forces="forces/energy")
+        data = StreamedGeometries(model, source, source.residuals("energy"), args.budget)
+    build, build_cpu = time.perf_counter() - t0, time.process_time() - c0
+    optimizer = AveragedAdamW([(list(model.parameters()), config.learning_rate, 0.0)],
+                              ema_decay=config.ema_decay)
+    generator = torch.Generator().manual_seed(0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    batches = data.batches(args.batch, generator)  # the epoch's batches, as train_epoch draws
+    n_batches = len(batches)
+    timed = min(n_batches, args.max_batches or n_batches)
+    for idx in batches[:timed]:  # train_epoch's step (levelup.train.steps._gradients)
+        loss, _, _ = geometry_step(model, data.take(idx), config.force_weight, True)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"n": data.n, "budget_mb": args.budget, "cached": getattr(data, "cached", data.n),
+            "build_s": build, "build_cpu_s": build_cpu, "batches": n_batches,
+            "timed_batches": timed, "timed_s": seconds, "timed_cpu_s": cpu,
+            "epoch_s": seconds * n_batches / timed, "epoch_cpu_s": cpu * n_batches / timed,
+            "before_mb": before, "peak_mb": _peak_mb(), "batch": args.batch}
 
 
 def fit_worker(args: argparse.Namespace) -> dict:
@@ -264,9 +338,19 @@ def main() -> None:
                         help="epochs of each comparison run (four times as many at batch >= 256)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each comparison and of each size up to 100k (least CPU)")
+    parser.add_argument("--force-sizes", type=int, nargs="*",
+                        default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--force-budget", type=float, default=1.0,
+                        help="cache_memory_mb of the force rows, MB of geometries and forces")
+    parser.add_argument("--force-batch", type=int, default=256)
+    parser.add_argument("--force-in-memory-up-to", type=int, default=1_000_000)
+    parser.add_argument("--force-batches-1m", type=int, default=400,
+                        help="batches timed of the 1M force epoch (0: the whole epoch)")
+    parser.add_argument("--forces-only", action="store_true",
+                        help="run only the force rows; keep the others of the saved JSON")
     parser.add_argument("--rewrite", action="store_true", help="rewrite RESULTS from the JSON")
     # worker mode (internal)
-    parser.add_argument("--worker", choices=["scale", "fit"])
+    parser.add_argument("--worker", choices=["scale", "fit", "forces"])
     parser.add_argument("--file")
     parser.add_argument("--cache-dir")
     parser.add_argument("--batch", type=int, default=16)
@@ -279,9 +363,20 @@ def main() -> None:
     if args.worker == "fit":
         print(json.dumps(fit_worker(args)))
         return
+    if args.worker == "forces":
+        print(json.dumps(force_worker(args)))
+        return
     saved = WORK / "bench_scale.json"
     if args.rewrite:
         write_results(json.loads(saved.read_text()))
+        return
+    if args.forces_only:
+        result = json.loads(saved.read_text())
+        result["force_rows"] = force_rows(args)
+        result["force_command"] = " ".join([".venv/bin/python bench/bench_scale.py",
+                                            *sys.argv[1:]])
+        saved.write_text(json.dumps(result, indent=1))
+        write_results(result)
         return
     load = os.getloadavg()
     rows = []
@@ -315,9 +410,26 @@ def main() -> None:
         compare.append({"batch": batch, **best})
     result = {"rows": rows, "compare": compare, "load": load, "budget": args.budget,
               "command": " ".join(["bash bench/mlatom_env.sh && .venv/bin/python",
-                                   "bench/bench_scale.py", *sys.argv[1:]])}
+                                   "bench/bench_scale.py", *sys.argv[1:]]),
+              "force_rows": force_rows(args)}
     saved.write_text(json.dumps(result, indent=1))
     write_results(result)
+
+
+def force_rows(args: argparse.Namespace) -> list[dict]:
+    """Training with forces at --force-sizes: streamed (and in memory up to 100k), the least CPU
+    time of 2 runs up to 100k."""
+    rows = []
+    for n in args.force_sizes:
+        path = dataset(n, forces=True)
+        limit = args.force_batches_1m if n >= 1_000_000 else 0
+        budgets = [args.force_budget] + ([-1.0] if n <= args.force_in_memory_up_to else [])
+        for budget in budgets:
+            runs = [run_worker("forces", 3600, file=path, budget=budget, batch=args.force_batch,
+                               max_batches=limit) for _ in range(2 if n <= 100_000 else 1)]
+            rows.append(min(runs, key=lambda r: r["epoch_cpu_s"]))
+            print("forces", rows[-1], flush=True)
+    return rows
 
 
 def write_results(result: dict) -> None:
@@ -345,6 +457,8 @@ def write_results(result: dict) -> None:
                      f"{1e6 * r['epoch_cpu_s'] / r['n']:.0f} | {r['peak_mb']:.0f} "
                      f"({r['peak_mb'] - r['before_mb']:.0f}) |")
     lines += ["", *_scale_notes(result)]
+    if result.get("force_rows"):
+        lines += ["", *_force_table(result)]
     lines += ["", "Training speed next to TorchANI 2.2.4's training example, 10,000 conformations "
               "(8,000 trained, 2,000 validated every epoch), same architecture and recipe, one "
               "thread each:", "",
@@ -384,6 +498,52 @@ def _scale_notes(result: dict) -> list[str]:
                    f"at {big['n']:,} (the features, ~7 KB per molecule, and their copy in each "
                    "epoch's order); 1M conformations would need about ten times that (not run).")
     return out
+
+
+def _force_table(result: dict) -> list[str]:
+    """The force rows: streamed within the force budget against the in-memory layout."""
+    rows = result["force_rows"]
+    budget = next((r["budget_mb"] for r in rows if r["budget_mb"] >= 0), 0.0)
+    lines = [f"Training with forces (force_weight 0.1, batch {rows[0]['batch']}), the same "
+             f"conformations with analytic forces: geometries and forces streamed from the file "
+             f"within {budget:g} MB (`cache_memory_mb`; what `fit` does with a .h5 path) against "
+             "today's in-memory layout (the Database loaded and held, as fit's caller holds it, "
+             "and its GeometryBatches)"
+             + (f"; command: `{result['force_command']}`" if result.get("force_command") else "")
+             + ":", "",
+             "| conformations | layout | in memory | build s | epoch s | CPU us per molecule "
+             "| peak MB (data: peak - before) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        layout = "in memory (today)" if r["budget_mb"] < 0 else "streamed from file"
+        extrapolated = r["timed_batches"] < r["batches"]
+        epoch = f"{r['epoch_s']:.1f}" + (f" (from {r['timed_batches']} of {r['batches']} "
+                                         "batches)" if extrapolated else "")
+        lines.append(f"| {r['n']:,} | {layout} | {r['cached'] / r['n']:.0%} | "
+                     f"{r['build_s']:.1f} | {epoch} | {1e6 * r['epoch_cpu_s'] / r['n']:.0f} | "
+                     f"{r['peak_mb']:.0f} ({r['peak_mb'] - r['before_mb']:.0f}) |")
+    streamed = [r for r in rows if r["budget_mb"] >= 0]
+    memory = {r["n"]: r for r in rows if r["budget_mb"] < 0}
+    lines.append("")
+    if len(streamed) >= 2:
+        a, b = streamed[-2], streamed[-1]
+        grown = (b["peak_mb"] - b["before_mb"]) - (a["peak_mb"] - a["before_mb"])
+        lines.append(f"- Streamed, the data's share of the peak grows by {grown:.0f} MB from "
+                     f"{a['n']:,} to {b['n']:,} conformations, about "
+                     f"{1e6 * grown / (b['n'] - a['n']) * 1.048576:.0f} bytes per molecule of "
+                     "bookkeeping (atom counts, targets, the epoch's order and batches); the rest "
+                     "is the budget, one window (<= 2**18 atoms) and a step's autograd graph "
+                     "(most of it, ~90 MB at batch 256 with these networks).")
+    both = [(r, memory[r["n"]]) for r in streamed if r["n"] in memory]
+    if both:
+        r, m = both[-1]
+        lines.append(f"- In memory the loaded Database (float64 arrays padded to the largest "
+                     f"molecule) and its float32 copies grow with the data: "
+                     f"{m['peak_mb'] - m['before_mb']:.0f} MB at {m['n']:,} against "
+                     f"{r['peak_mb'] - r['before_mb']:.0f} MB streamed. A streamed epoch costs "
+                     f"{100 * (r['epoch_cpu_s'] / m['epoch_cpu_s'] - 1):.0f}% more CPU there "
+                     "(reading the blocks, and batches cut within each window: a few more, "
+                     "smaller ones).")
+    return lines
 
 
 def _compare_notes(result: dict) -> str:

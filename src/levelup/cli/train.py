@@ -13,6 +13,10 @@ Hartree/Angstrom); without --validation the validation fraction must lie in (0, 
 SIGTERM during training writes the best model so far (and its history), says so in one line
 and exits 130.
 
+A levelup database (.h5) is read in blocks rather than loaded whole: training keeps at most
+--cache-memory-mb of AEV features (energies only) or of geometries and forces (--force-weight >
+0) in memory and reads or recomputes the rest every epoch; other formats are read whole.
+
 Under torchrun (``torchrun --nproc_per_node 4 $(which levelup) train ...``) the processes train
 together (levelup.train.distributed: each batch shared, gradients averaged); only rank 0 shows
 progress, writes the model, the history and the checkpoints and prints; the others are quiet.
@@ -61,7 +65,9 @@ HELP = {
     "checkpoint_every": "epochs between checkpoints (50)",
     "resume": "continue from --checkpoint if that file exists",
     "cache_memory_mb": "MB of AEV features kept in memory per data set; the rest are recomputed "
-                       "every epoch, or read back from --cache-dir (4096; 0: none)",
+                       "every epoch, or read back from --cache-dir (4096; 0: none); with "
+                       "--force-weight, MB of geometries and forces of a .h5 file kept in "
+                       "memory, the rest read from the file every epoch",
     "cache_dir": "folder for a temporary disk copy of the features beyond --cache-memory-mb",
 }
 

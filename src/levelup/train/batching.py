@@ -12,6 +12,9 @@ Two layouts:
   coordinates, batches drawn within groups of molecules of equal size, so no batch carries
   padding either.
 
+Beyond a memory budget, :mod:`levelup.train.streaming` and :mod:`levelup.train.streaming_forces`
+lay the same data out block by block (subclasses of these two, the same steps).
+
 Energies here are *residuals*: the reference energy minus the sum of the self energies, in the
 model's dtype (Hartree).
 """

@@ -124,13 +124,17 @@ class TrainConfig:
     checkpoint: str | None = None  # file for periodic checkpoints; None writes none
     checkpoint_every: int = 50  # epochs between checkpoints (the last epoch is always written)
     resume: bool = False  # continue from ``checkpoint`` when that file exists
-    # --- memory (levelup.train.streaming) --------------------------------------------------
+    # --- memory (levelup.train.streaming, streaming_forces) ---------------------------------
     cache_memory_mb: float = 4096.0  # MB of features (AEVs, frozen-layer outputs) that
     #                                  energy-only training keeps in memory, per data set; the
     #                                  others are recomputed every epoch (or read back from
-    #                                  cache_dir); 0 keeps none. ANI-1x: ~7 KB per 5-atom molecule
+    #                                  cache_dir); 0 keeps none. ANI-1x: ~7 KB per 5-atom molecule.
+    #                                  Training with forces from a file keeps this many MB of
+    #                                  geometries and forces (~25 bytes per atom) and reads the
+    #                                  rest from the file every epoch
     cache_dir: str | None = None  # folder for a temporary disk copy of the features beyond
     #                               cache_memory_mb (deleted after training); None recomputes them
+    #                               (energy-only training; forces are read from their file)
 
     def __post_init__(self) -> None:
         """Check every field (see the module docstring); a single number of

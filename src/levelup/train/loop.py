@@ -13,6 +13,11 @@ once (and the outputs of frozen leading layers too) and reuses them every epoch;
 :mod:`levelup.train.batching`. Only parameters with ``requires_grad`` are handed to the optimizer, so
 frozen ones stay bit-identical (AdamW's weight decay never touches them).
 
+Data larger than memory: given the path of a native .h5 file instead of a Database, :func:`fit`
+reads it in blocks and keeps at most ``TrainConfig.cache_memory_mb`` of features (energies only)
+or of geometries and forces in memory (:mod:`levelup.train.trainsets`); within the budget the
+training is exactly that of the Database.
+
 Under torchrun, :func:`fit` trains with the other processes (:mod:`levelup.train.distributed`:
 each batch shared, gradients combined, validation sums all_reduced; only rank 0 shows progress
 and writes checkpoints); every process ends with the same weights.

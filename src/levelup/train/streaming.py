@@ -15,6 +15,10 @@ leading layers) of every atom in memory: 384 float32 numbers per atom with the A
   the ANI-1x AEV) and the AEV of a chunk of molecules, plus about a hundred bytes per molecule
   of bookkeeping (targets, atoms of each element, the epoch's order; bench/bench_scale.py).
 
+Training with forces has its own layout within the same budget
+(:mod:`levelup.train.streaming_forces`), and :func:`~levelup.train.loop.fit` given the path of a
+.h5 file picks between them (:mod:`levelup.train.trainsets`).
+
 Epoch order: the seeded permutation :func:`~levelup.train.steps.train_epoch` draws is kept where
 it costs nothing (every feature cached, or the whole set within one window: then training is
 that of CachedEnergies, the same batches in the same order). Otherwise it is grouped

@@ -52,18 +52,19 @@ class DatabaseFile:
         rows: increasing row numbers used (None: all).
     """
 
-    def __init__(self, path: str | os.PathLike, rows: np.ndarray | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, rows: np.ndarray | None = None,
+                 width: int | None = None) -> None:
         self.path = Path(path)
         self._source = FileSource(path, None, rows)
         self.rows = np.arange(self._source.n) if rows is None else self._source.rows
         #: atoms of the largest molecule of the whole file (a loaded Database's padded width)
-        self.width = self._width()
+        self.width = self._width() if width is None else width
 
     def _width(self) -> int:
         reader = self._source.reader
         width = 0
         for start in range(0, reader.length, _PASS):
-            z, _, _ = reader.read(start, min(reader.length, start + _PASS))
+            z = reader.read_species(start, min(reader.length, start + _PASS))
             width = max(width, int((z > 0).sum(1).max(initial=0)))
         return width
 
@@ -73,7 +74,7 @@ class DatabaseFile:
 
     def __getitem__(self, positions: np.ndarray) -> DatabaseFile:
         """The molecules at ``positions`` (increasing) of those used."""
-        return DatabaseFile(self.path, self.rows[np.asarray(positions)])
+        return DatabaseFile(self.path, self.rows[np.asarray(positions)], self.width)
 
     def chunks(self, properties: tuple[str, ...] = ()):
         """Yield (first position, atomic numbers, coordinates, {name: values}) of the molecules

@@ -246,6 +246,13 @@ class RowReader:
         except _DAMAGE as exc:
             raise DataError(f"{self.path} is a damaged levelup database: {exc}") from None
 
+    def read_species(self, start: int, stop: int) -> np.ndarray:
+        """Atomic numbers (m, width) int64 of molecules ``start:stop``, nothing else read."""
+        try:
+            return self._species[start:stop].astype(np.int64)
+        except _DAMAGE as exc:
+            raise DataError(f"{self.path} is a damaged levelup database: {exc}") from None
+
     def close(self) -> None:
         """Close the file."""
         self._file.close()
