@@ -69,17 +69,27 @@ def size_batches(ids: np.ndarray, n_atoms: np.ndarray, batch_size: int,
 class _Rows:
     """Geometries and forces of some molecules, one row per atom, molecule after molecule:
     ``species`` (atoms,) int8 element indices, ``coordinates`` and ``forces`` (atoms, 3),
-    ``starts`` (molecules,) first row of each."""
+    ``starts`` (molecules,) first row of each. Allocated once for ``atoms`` rows and
+    ``molecules`` molecules, then filled by :meth:`append` (no padded copy of the whole)."""
 
-    def __init__(self, parts: list[tuple[Tensor, Tensor, Tensor]]) -> None:
-        flat = [(sp[sp >= 0], x[sp >= 0], f[sp >= 0]) for sp, x, f in parts]
-        counts = np.concatenate([(sp >= 0).sum(1).numpy() for sp, _, _ in parts]) if parts \
-            else np.zeros(0, dtype=np.int64)
-        self.species = torch.cat([s for s, _, _ in flat]).to(torch.int8) if parts \
-            else torch.zeros(0, dtype=torch.int8)
-        self.coordinates = torch.cat([x for _, x, _ in flat]) if parts else None
-        self.forces = torch.cat([f for _, _, f in flat]) if parts else None
-        self.starts = np.cumsum(counts, dtype=np.int64) - counts
+    def __init__(self, atoms: int, molecules: int, dtype: torch.dtype) -> None:
+        self.species = torch.empty(atoms, dtype=torch.int8)
+        self.coordinates = torch.empty((atoms, 3), dtype=dtype)
+        self.forces = torch.empty((atoms, 3), dtype=dtype)
+        self.starts = np.zeros(molecules, dtype=np.int64)
+        self._atoms = self._molecules = 0
+
+    def append(self, species: Tensor, coordinates: Tensor, forces: Tensor) -> None:
+        """Add molecules given padded: species (m, width) with -1 padding, coordinates and
+        forces (m, width, 3)."""
+        real = species >= 0
+        counts = real.sum(1).numpy()
+        a, m, k = self._atoms, self._molecules, int(counts.sum())
+        self.species[a:a + k] = species[real].to(torch.int8)
+        self.coordinates[a:a + k] = coordinates[real]
+        self.forces[a:a + k] = forces[real]
+        self.starts[m:m + len(counts)] = a + np.cumsum(counts) - counts
+        self._atoms, self._molecules = a + k, m + len(counts)
 
     def take(self, pos: np.ndarray, counts: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
         """(species (m, width) long with -1 padding, coordinates (m, width, 3) zero-padded,
@@ -125,8 +135,10 @@ class StreamedGeometries(GeometryBatches):
                                    memory_mb * 2**20, side="right"))
         #: molecules 0..cached-1 have their geometries and forces in memory
         self.cached = fits if fits == self.n else fits - fits % block
-        self._cache = _Rows([source.read_forces(s, min(self.cached, s + _PASS))
-                             for s in range(0, self.cached, _PASS)])
+        self._cache = _Rows(int(self.n_atoms[:self.cached].sum()), self.cached, model.dtype)
+        for start in range(0, self.cached, _PASS):
+            self._cache.append(*source.read_forces(start, min(self.cached, start + _PASS)))
+        self.dtype = model.dtype
         self._windows: list[np.ndarray] = []
         self._window_of = np.zeros(0, dtype=np.int32)
         self._loaded: tuple[int, np.ndarray, _Rows] | None = None
@@ -184,15 +196,15 @@ class StreamedGeometries(GeometryBatches):
         """(the window's molecules in increasing order, their rows): cached molecules copied
         from memory, the others read from the source block by block."""
         ids = np.sort(window)
-        parts = []
+        rows = _Rows(int(self.n_atoms[ids].sum()), len(ids), self.dtype)
         inside = ids[ids < self.cached]
         if len(inside):
-            parts.append(self._cache.take(inside, self.n_atoms[inside].astype(np.int64)))
+            rows.append(*self._cache.take(inside, self.n_atoms[inside].astype(np.int64)))
         outside = ids[ids >= self.cached]
         blocks = outside // self.block
         for b in np.unique(blocks):
             start = int(b) * self.block
             species, xyz, forces = self.source.read_forces(start, min(self.n, start + self.block))
             pick = torch.from_numpy(outside[blocks == b] - start)
-            parts.append((species[pick], xyz[pick], forces[pick]))
-        return ids, _Rows(parts)
+            rows.append(species[pick], xyz[pick], forces[pick])
+        return ids, rows

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ class DatabaseFile:
     Args:
         path: the .h5 file.
         rows: increasing row numbers used (None: all).
+        width: atoms of the file's largest molecule when known (a part of a DatabaseFile
+            passes its own on), else found by a pass over the species.
     """
 
     def __init__(self, path: str | os.PathLike, rows: np.ndarray | None = None,
@@ -76,7 +79,8 @@ class DatabaseFile:
         """The molecules at ``positions`` (increasing) of those used."""
         return DatabaseFile(self.path, self.rows[np.asarray(positions)], self.width)
 
-    def chunks(self, properties: tuple[str, ...] = ()):
+    def chunks(self, properties: tuple[str, ...] = ()
+               ) -> Iterator[tuple[int, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
         """Yield (first position, atomic numbers, coordinates, {name: values}) of the molecules
         used, :data:`_PASS` at a time, padded to :attr:`width`."""
         for start in range(0, len(self), _PASS):
