@@ -17,7 +17,7 @@ import torch
 from test_train import SELF, make_db, small_model
 
 from levelup.cli.main import main
-from levelup.errors import DataError
+from levelup.errors import ConfigError, DataError
 from levelup.train.batching import GeometryBatches
 from levelup.train.config import TrainConfig
 from levelup.train.loop import fit
@@ -102,6 +102,24 @@ def test_fit_from_a_file_equals_the_database(tmp_path):
                 progress=False, config=config)
     assert a.val_force_rmse == b.val_force_rmse
     assert all(torch.equal(v, model_b.state_dict()[k]) for k, v in model_a.state_dict().items())
+
+
+def test_resume_from_a_file(db_file, tmp_path):
+    """A checkpoint of training from a file resumes to the uninterrupted run's weights; the
+    same checkpoint refuses another file (its fingerprint hashes the file's molecules)."""
+    config = {"force_weight": 0.1, "cache_memory_mb": 0.0, "checkpoint": str(tmp_path / "c"),
+              "checkpoint_every": 1, "resume": True}
+    whole, _ = fitted(db_file, **{**config, "checkpoint": str(tmp_path / "whole")})
+    model = small_model()
+    fit(model, db_file, property="morse", progress=False,
+        config=TrainConfig(max_epochs=2, **config))
+    resumed, history = fitted(db_file, **config)
+    assert history.epoch == [1, 2, 3]
+    assert all(torch.equal(resumed[k], whole[k]) for k in whole)
+    other = tmp_path / "other.h5"
+    make_db(200, seed=1, kinds=("H2O", "CH4", "H2O", "H2"), forces=True).save(other)
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        fitted(other, **config)
 
 
 def test_in_memory_when_it_fits(db_file):
