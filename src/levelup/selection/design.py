@@ -31,8 +31,9 @@ structures, :mod:`levelup.selection.targets`), the summed variance is a mixture:
 first scaled to 1 under the prior. So the points pin the barrier without leaving the rest of
 the surface unlabelled. The equal share was the one value tried; on the ammonia inversion (20
 points) it took the barrier's error from 0.27-0.36 to 0.13-0.23 kcal/mol (energies) and from
-0.25-0.54 to 0.00-0.03 (with forces), and it was then checked on the methanol torsion, which
-took no part in the choice (bench/RESULTS.md, section "properties").
+0.25-0.54 to 0.00-0.03 (with forces). On the methanol torsion, which took no part in the
+choice, it neither helped nor hurt (0.44 against 0.49 kcal/mol): there even every pool geometry
+leaves 0.14-0.43, the pre-trained model being the limit (bench/RESULTS.md, "properties").
 
 The noise (:data:`NOISE`, relative to the mean prior variance of a pool energy) sets how soon a
 neighbourhood counts as known. 0.01 was chosen against 0.1 on the selection benchmark's H2,
