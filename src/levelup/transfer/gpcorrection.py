@@ -1,0 +1,253 @@
+"""Transfer one molecule's potential by a Gaussian-process correction fitted to the high-level
+points' energies *and* forces: the transferred energy is the pre-trained model's plus the
+posterior mean of a GP on the difference, ``E(x) = E_pre(x) + m + f(x)``.
+
+Why: the default linear recipe changes only the output layers, and on water's harmonic
+frequencies from 20 CCSD(T) points it added 20-45 cm^-1 to the pre-trained model's own error;
+a GP that is given each point's forces as derivative observations pins the curvature of the
+difference where the points are (bench/RESULTS.md, "frequency-floor"). It is a one-molecule
+tool: every point must have the same atoms in the same order, and the correction knows
+nothing outside the region the points cover (there it tends to the constant ``m``).
+
+The kernel is a squared exponential on the inverse interatomic distances, averaged over the
+permutations of like atoms, so the correction is symmetric under exchanging equivalent atoms
+(``k(x, y) = s2 * mean_P exp(-|d(x) - d(Py)|^2 / (2 l^2))``). Energies and forces enter as
+observations of ``f`` and of its gradient (the joint covariance of values and derivatives,
+Rasmussen & Williams 2006, section 9.4; the sGDML / GDML force-field kernels use the same
+construction). The length ``l`` (1/Angstrom) and variance ``s2`` (Hartree^2) are the grid
+point of largest marginal likelihood; the noise is a fixed small jitter (:data:`NOISE_ENERGY`,
+:data:`NOISE_FORCE`). Fitting builds the ``n(1 + 3A)`` square covariance with ``torch.func``;
+prediction uses the closed form of the posterior mean, ordinary torch operations that autograd
+differentiates for forces and Hessians.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from levelup.data import Database
+from levelup.errors import DataError
+from levelup.model.predict import DatabasePredictor
+
+#: grid of length scales, 1/Angstrom (inverse-distance space)
+LENGTHS = (0.1, 0.14, 0.2, 0.28, 0.4, 0.56, 0.8)
+#: grid of signal variances, Hartree^2
+VARIANCES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+#: observation noise variances: energies (Hartree^2) and force components ((Hartree/A)^2)
+NOISE_ENERGY, NOISE_FORCE = 1e-10, 1e-8
+#: the most permutations of like atoms averaged over (beyond: refused, say which)
+MAX_PERMUTATIONS = 720
+
+
+def like_atom_permutations(species: np.ndarray) -> np.ndarray:
+    """(permutations, atoms): every reordering that only exchanges atoms of one element."""
+    groups: dict[int, list[int]] = {}
+    for i, z in enumerate(np.asarray(species).tolist()):
+        groups.setdefault(int(z), []).append(i)
+    count = math.prod(math.factorial(len(g)) for g in groups.values())
+    if count > MAX_PERMUTATIONS:
+        raise DataError(f"the GP correction averages over the {count} permutations of like "
+                        f"atoms, more than {MAX_PERMUTATIONS}: it is meant for small molecules; "
+                        "use the linear recipe")
+    out = []
+    for combo in itertools.product(*[itertools.permutations(g) for g in groups.values()]):
+        p = list(range(len(species)))
+        for g, q in zip(groups.values(), combo, strict=True):
+            for a, b in zip(g, q, strict=True):
+                p[a] = b
+        out.append(p)
+    return np.array(out, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class GPChoice:
+    """What the fit chose: length (1/Angstrom), variance (Hartree^2), its log marginal
+    likelihood, the points and the permutations averaged over."""
+
+    length: float
+    variance: float
+    log_likelihood: float
+    points: int
+    permutations: int
+
+
+class _Kernel:
+    """The permutation-averaged squared exponential on inverse distances, for fitting."""
+
+    def __init__(self, atoms: int, perms: Tensor, length: float, variance: float) -> None:
+        self.atoms, self.perms, self.length, self.variance = atoms, perms, length, variance
+        self.pairs = torch.triu_indices(atoms, atoms, 1)
+
+    def descriptor(self, x: Tensor) -> Tensor:
+        return 1.0 / torch.linalg.norm(x[..., self.pairs[0], :] - x[..., self.pairs[1], :],
+                                       dim=-1)
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        d = self.descriptor(x) - self.descriptor(y[self.perms])  # (permutations, pairs)
+        return self.variance * torch.exp(-0.5 * (d * d).sum(-1) / self.length**2).mean()
+
+    def joint(self, a: Tensor, b: Tensor) -> Tensor:
+        """Covariance of [f, df/dx] at every geometry of ``a`` with the same at ``b``."""
+        from torch.func import jacfwd, jacrev, vmap
+
+        pair = lambda fn: vmap(vmap(fn, (None, 0)), (0, None))  # noqa: E731
+        value = pair(self)(a, b)
+        grad_b = pair(jacrev(self, 1))(a, b)
+        grad_a = pair(jacrev(self, 0))(a, b)
+        cross = pair(jacfwd(jacrev(self, 0), 1))(a, b)
+        n, m, c = len(a), len(b), 3 * self.atoms
+        top = torch.cat([value[:, :, None], grad_b.reshape(n, m, c)], 2)
+        bottom = torch.cat([grad_a.reshape(n, m, c)[..., None], cross.reshape(n, m, c, c)], 3)
+        block = torch.cat([top[:, :, None, :], bottom], 2)
+        return block.permute(0, 2, 1, 3).reshape(n * (1 + c), m * (1 + c))
+
+
+def _solve(kernel: _Kernel, x: Tensor, y: Tensor) -> tuple[Tensor, float]:
+    """(alpha (points, 1 + 3A), log marginal likelihood up to a constant)."""
+    noise = torch.tensor(([NOISE_ENERGY] + [NOISE_FORCE] * 3 * kernel.atoms) * len(x),
+                         dtype=torch.float64)
+    chol, info = torch.linalg.cholesky_ex(kernel.joint(x, x) + torch.diag(noise))
+    if int(info) != 0:
+        return torch.zeros(len(x), 1 + 3 * kernel.atoms, dtype=torch.float64), -math.inf
+    alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
+    loglik = float(-0.5 * y @ alpha - torch.log(torch.diagonal(chol)).sum())
+    return alpha.reshape(len(x), -1), loglik
+
+
+class GPCorrected(nn.Module, DatabasePredictor):
+    """A pre-trained model plus a GP correction of one molecule (:func:`gp_transfer`): predicts
+    like an ANIModel (``predict``, forces and Hessians by autograd), for geometries of that
+    molecule only (same atoms, same order).
+
+    The correction's posterior mean in closed form: with the descriptors ``d_ip`` of the
+    training geometries under each permutation ``p``, and ``v_ip`` their Jacobians applied to
+    the gradient weights,
+    ``f(x) = s2/|P| sum_ip e_ip(x) (a_i + (d(x) - d_ip) . v_ip / l^2)``,
+    ``e_ip(x) = exp(-|d(x) - d_ip|^2 / (2 l^2))``."""
+
+    def __init__(self, pretrained: Any, species: np.ndarray, descriptors: Tensor,
+                 directions: Tensor, weights: Tensor, length: float, variance: float,
+                 offset: float) -> None:
+        super().__init__()
+        self.pretrained = pretrained
+        self.species = np.asarray(species, dtype=np.int64)
+        self.register_buffer("descriptors", descriptors)  # (points, permutations, pairs)
+        self.register_buffer("directions", directions)  # (points, permutations, pairs)
+        self.register_buffer("weights", weights)  # (points,): the energy observations' alpha
+        self.length, self.variance, self.offset = float(length), float(variance), float(offset)
+        atoms = len(self.species)
+        self.register_buffer("pairs", torch.triu_indices(atoms, atoms, 1))
+
+    @property
+    def elements(self) -> list[int]:
+        """The pre-trained model's elements (atomic numbers)."""
+        return self.pretrained.elements
+
+    @property
+    def symbols(self) -> list[str]:
+        """The pre-trained model's element symbols."""
+        return self.pretrained.symbols
+
+    def species_index(self, species_z: Any) -> Tensor:
+        """As the pre-trained model's; DataError for a molecule other than the correction's."""
+        z = np.asarray(species_z)
+        z = z.reshape(-1, z.shape[-1])
+        atoms = len(self.species)
+        if z.shape[1] < atoms or np.any(z[:, :atoms] != self.species) or np.any(z[:, atoms:]):
+            raise DataError(f"this GP-corrected model describes one molecule, atoms "
+                            f"{self.species.tolist()} in that order; got atoms "
+                            f"{z[0].tolist()}: predict that molecule, or use a model "
+                            "transferred by the linear recipe")
+        return self.pretrained.species_index(species_z)
+
+    def correction(self, coordinates: Tensor) -> Tensor:
+        """(molecules,) float64 Hartree: ``m + f(x)`` for (molecules, atoms, 3) Angstrom."""
+        x = coordinates[:, :len(self.species)].double()
+        d = 1.0 / torch.linalg.norm(x[:, self.pairs[0]] - x[:, self.pairs[1]], dim=-1)
+        diff = d[:, None, None, :] - self.descriptors[None]  # (molecules, points, perms, pairs)
+        e = torch.exp(-0.5 * (diff * diff).sum(-1) / self.length**2)
+        term = self.weights[None, :, None] + (diff * self.directions[None]).sum(-1) / \
+            self.length**2
+        scale = self.variance / self.descriptors.shape[1]
+        return self.offset + scale * (e * term).sum((1, 2))
+
+    def member_energies(self, species: Tensor, coordinates: Tensor) -> Tensor:
+        """(members, molecules) float64 Hartree: the pre-trained model's plus the correction."""
+        return self.pretrained.member_energies(species, coordinates) + \
+            self.correction(coordinates)[None]
+
+
+def _check_points(points: Database, property: str, forces: str) -> np.ndarray:
+    """The one molecule's atomic numbers, after every check of the points."""
+    if len(points) == 0:
+        raise DataError("the GP correction needs at least one high-level point")
+    for name in (property, forces):
+        if name not in points.properties:
+            raise DataError(f"the high-level points have no property {name!r}; they have "
+                            f"{sorted(points.properties)}")
+    species = np.asarray(points.species)
+    if np.any(species != species[0]):
+        raise DataError("the GP correction describes one molecule: every point must have the "
+                        "same atoms in the same order; use the linear recipe for mixed data")
+    bad = ~(np.isfinite(np.asarray(points.get(property)))
+            & np.isfinite(np.asarray(points.get(forces))).all((1, 2)))
+    if bad.any():
+        raise DataError(f"{int(bad.sum())} high-level points lack a finite energy or forces "
+                        f"(rows {np.flatnonzero(bad)[:10].tolist()}); the GP correction needs "
+                        "both at every point: drop them or label them with forces")
+    return species[0][species[0] > 0]
+
+
+def gp_transfer(pretrained: Any, points: Database, *, property: str,
+                forces: str) -> tuple[GPCorrected, GPChoice]:
+    """Transfer ``pretrained`` (an ANIModel or Ensemble, left untouched) to the level of
+    ``property`` (Hartree) and ``forces`` (Hartree/Angstrom) of ``points``, all of one
+    molecule, by a GP correction (module docstring). Returns (the corrected model, the
+    choice of hyperparameters)."""
+    species = _check_points(points, property, forces)
+    atoms = len(species)
+    xyz = np.asarray(points.coordinates, dtype=np.float64)[:, :atoms]
+    base = pretrained.predict(points, forces=True)
+    d_e = np.asarray(points.get(property), dtype=np.float64) - base.energies
+    d_f = np.asarray(points.get(forces), dtype=np.float64)[:, :atoms] - base.forces[:, :atoms]
+    offset = float(d_e.mean())
+    y = torch.from_numpy(np.concatenate([np.concatenate([[e - offset], -f.reshape(-1)])
+                                         for e, f in zip(d_e, d_f, strict=True)]))
+    x = torch.from_numpy(xyz)
+    perms = torch.from_numpy(like_atom_permutations(species))
+    best = (-math.inf, None, None, None)
+    for length, variance in itertools.product(LENGTHS, VARIANCES):
+        alpha, loglik = _solve(_Kernel(atoms, perms, length, variance), x, y)
+        if loglik > best[0]:
+            best = (loglik, length, variance, alpha)
+    loglik, length, variance, alpha = best
+    if alpha is None:
+        raise DataError("the GP correction's covariance was singular for every length scale: "
+                        "are two points the same geometry? Drop duplicates")
+    kernel = _Kernel(atoms, perms, length, variance)
+    model = GPCorrected(pretrained, species, *_closed_form(kernel, x, alpha), length, variance,
+                        offset)
+    return model, GPChoice(length, variance, loglik, len(points), len(perms))
+
+
+def _closed_form(kernel: _Kernel, x: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(descriptors d_ip, directions v_ip, energy weights a_i) of :class:`GPCorrected`."""
+    from torch.func import jacrev, vmap
+
+    permuted = x[:, kernel.perms]  # (points, perms, atoms, 3)
+    descriptors = kernel.descriptor(permuted)
+    jac = vmap(vmap(jacrev(lambda y, p: kernel.descriptor(y[p])), (None, 0)), (0, None))(
+        x, kernel.perms)  # (points, perms, pairs, atoms, 3)
+    grads = alpha[:, 1:].reshape(len(x), 1, 1, -1)
+    directions = (jac.reshape(*jac.shape[:3], -1) * grads).sum(-1)
+    return descriptors, directions, alpha[:, 0].clone()
+
+
+__all__ = ["GPChoice", "GPCorrected", "gp_transfer", "like_atom_permutations"]
