@@ -17,7 +17,8 @@ models (energies only), K design points with and without their forces; the barri
 of the planar structure optimised under the "planar" constraint minus that of the optimised
 pyramid (`levelup.properties.energy_differences`), on the model and on CCSD(T)/cc-pVDZ. Each
 K is chosen twice: design for the pool alone, and design aimed at the barrier too
-(`levelup.select(..., structures=, constraints=)`, levelup.selection.targets).
+(`levelup.select(..., structures=, constraints=)`, levelup.selection.targets); and the transfer
+from every pool geometry, the recipe's floor on this pool.
 
 methanol (held out: it took no part in choosing the aimed design's share): the transfer suite's
 200-geometry torsion pool (CCSD(T) forces for 10 geometries only, so energies only), the torsion
@@ -182,6 +183,56 @@ def run_water() -> None:
                   f"{row['max_abs_d_angle']:.2f} deg", flush=True)
 
 
+#: the larger pre-training of the GP-correction rows: 1000 distortions, force weight 1 A^2
+WATER_LARGE = {"n": 1000, "force_weight": 1.0}
+
+
+def water_large(low, seed: int) -> tuple[levelup.Database, object]:
+    """(the 1000-geometry HF/STO-3G pool, the model pre-trained on it for ``seed``)."""
+    pool = normal_mode_distortions(low.structure, low.hessian, WATER_LARGE["n"],
+                                   temperature=WATER["temperature"], seed=0)
+    pool = levelup.label(pool, LOW, forces=True, cache=str(CACHE), workers=1, progress=False)
+    path = MODELS / f"water_T{WATER['temperature']:g}_N{WATER_LARGE['n']}_fw1_seed{seed}.pt"
+    if path.exists():
+        return pool, levelup.load_model(path)
+    model = levelup.ANIModel(sorted(set(pool.elements)), seed=seed)
+    levelup.fit(model, pool, property=LOW, forces=f"forces/{LOW}", progress=False,
+                config=levelup.TrainConfig(seed=seed, force_weight=WATER_LARGE["force_weight"]))
+    MODELS.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return pool, model
+
+
+def run_water_gp(k: int = 20) -> None:
+    """The GP correction (levelup.transfer.gpcorrection) next to the linear recipe, on the
+    same K design points with CCSD(T) energies and forces: from the 200-geometry pre-training
+    and from the 1000-geometry one (force weight 1)."""
+    from levelup.transfer.gpcorrection import gp_transfer
+
+    ref, low, _ = water_reference()
+    small = water_pool(low)
+    for seed in SEEDS:
+        runs = {"": (small, water_pretrained(small, seed)), "N1000_": water_large(low, seed)}
+        for tag, (pool, pre) in runs.items():
+            if tag:
+                save(f"water_{tag}pretrained_seed{seed}",
+                     freq_row(frequencies(water_start(), pre), ref))
+            rows = np.sort(np.array(levelup.select(pool, k, "design", model=pre).indices))
+            points = levelup.label(pool[rows], HIGH, forces=True, cache=str(CACHE), workers=1,
+                                   progress=False)
+            models = {"gp": gp_transfer(pre, points, property=HIGH, forces=f"forces/{HIGH}")[0]}
+            if tag:
+                models["linear"] = levelup.finetune(pre, points, None, property=HIGH,
+                                                    anchors=pool, forces=f"forces/{HIGH}",
+                                                    progress=False)[0]
+            for recipe, model in models.items():
+                row = freq_row(frequencies(water_start(), model), ref)
+                save(f"water_{tag}seed{seed}_K{k}_{recipe}", {**row, "seed": seed, "K": k,
+                                                              "rows": rows.tolist()})
+                print(f"water {tag}seed {seed} K={k} {recipe}: max |d freq| "
+                      f"{row['max_abs_d_wavenumber']:.1f} cm-1", flush=True)
+
+
 def methanol_start() -> levelup.Database:
     """The transfer suite's methanol minimum (staggered: H2-C0-O1-H3 anti)."""
     from systems import BY_NAME
@@ -229,8 +280,11 @@ def run_barrier(system: str) -> None:
     for seed in SEEDS:
         pre, _ = pretrained(name, pool, LOW, seed)
         save(f"{system}_pretrained_seed{seed}", {"barrier": barrier(pre, system)[0]})
-        for k, aimed in itertools.product(AMMONIA_BUDGETS, (False, True)):
-            rows = barrier_points(pool, pre, system, k, aimed)
+        for k, aimed in itertools.product((*AMMONIA_BUDGETS, len(pool)), (False, True)):
+            if k == len(pool) and aimed:
+                continue  # every geometry: the recipe's floor on this pool, no choice to make
+            rows = (np.arange(len(pool)) if k == len(pool)
+                    else barrier_points(pool, pre, system, k, aimed))
             for forces in (None, f"forces/{HIGH}") if with_forces else (None,):
                 model, _ = levelup.finetune(pre, pool[rows], None, property=HIGH, anchors=pool,
                                             forces=forces, progress=False)
@@ -245,7 +299,7 @@ def run_barrier(system: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", nargs="+",
-                        default=["water", "ammonia", "methanol", "nve"])
+                        default=["water", "water-gp", "ammonia", "methanol", "nve"])
     parser.add_argument("--report", action="store_true", help="write the report only")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -256,6 +310,8 @@ def main() -> None:
         return
     if "water" in args.systems:
         run_water()
+    if "water-gp" in args.systems:
+        run_water_gp()
     for system in BARRIERS:
         if system in args.systems:
             run_barrier(system)
