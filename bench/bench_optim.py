@@ -4,8 +4,11 @@ torch's.
 ``FlatAdamW`` (every trainable parameter a view into one flat buffer, one fused Adam kernel per
 step) and ``Plateau``, levelup's before this benchmark and kept in bench/_flat_adamw.py, against
 ``torch.optim.AdamW`` (``foreach=True`` and ``fused=True``, torch's own CPU kernels) with
-``torch.optim.lr_scheduler.ReduceLROnPlateau``, which levelup now uses
-(``levelup.train.optim.AveragedAdamW`` and ``plateau``). All three are driven by the same
+``torch.optim.lr_scheduler.ReduceLROnPlateau``, which levelup used after this benchmark. Since
+issue 16 (bench/bench_step_overhead.py, section "step-overhead") ``levelup.train.optim`` calls
+torch's fused AdamW kernel itself on its own state and writes out ReduceLROnPlateau's rule
+(``AveragedAdamW``, ``Plateau``): bit-identical to torch.optim, without its per-step wrapper
+or the import of torch._dynamo; this benchmark's "fused" column still builds torch.optim. All three are driven by the same
 :func:`levelup.fit` loop (the same data, batches, loss, hand-written backpropagation and moving
 average of the weights), one torch thread.
 

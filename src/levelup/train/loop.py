@@ -46,7 +46,7 @@ from levelup.train.checkpoint import load_checkpoint, save_checkpoint
 from levelup.train.config import TrainConfig
 from levelup.train.distributed import Group, process_group
 from levelup.train.history import History, TrainingInterrupted
-from levelup.train.optim import AveragedAdamW, plateau
+from levelup.train.optim import AveragedAdamW, Plateau, plateau
 from levelup.train.steps import Penalty, evaluate, train_epoch
 from levelup.train.trainsets import DatabaseFile, as_set, layout, self_energies, split
 from levelup.units import HARTREE_TO_KCALMOL as KCAL
@@ -127,7 +127,7 @@ class _Run:
     train: CachedEnergies | GeometryBatches
     validation: CachedEnergies | GeometryBatches | None
     optimizer: AveragedAdamW
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scheduler: Plateau
     generator: torch.Generator
     fingerprint: str
     history: History
