@@ -8,9 +8,9 @@ step) and ``Plateau``, levelup's before this benchmark and kept in bench/_flat_a
 issue 16 (bench/bench_step_overhead.py, section "step-overhead") ``levelup.train.optim`` calls
 torch's fused AdamW kernel itself on its own state and writes out ReduceLROnPlateau's rule
 (``AveragedAdamW``, ``Plateau``): bit-identical to torch.optim, without its per-step wrapper
-or the import of torch._dynamo; this benchmark's "fused" column still builds torch.optim. All three are driven by the same
-:func:`levelup.fit` loop (the same data, batches, loss, hand-written backpropagation and moving
-average of the weights), one torch thread.
+or the import of torch._dynamo; this benchmark's "fused" column still builds torch.optim.
+All three are driven by the same :func:`levelup.fit` loop (the same data, batches, loss,
+hand-written backpropagation and moving average of the weights), one torch thread.
 
 Cases (TrainConfig() defaults: batch 16, AdamW 2e-3, moving average 0.99, 20% validation):
 
