@@ -137,3 +137,18 @@ def test_bad_points_and_other_molecules_are_refused(setting):
         np.asarray(points.coordinates)[:1, [1, 0, 2]], [1, 8, 1])])
     with pytest.raises(DataError, match="same atoms in the same order"):
         gp_transfer(model, mixed, property=HIGH, forces=FORCES)
+
+
+def test_a_corrected_model_saves_and_loads_to_the_same_predictions(setting, tmp_path):
+    _, points, corrected, _ = setting
+    corrected.save(tmp_path / "gp.pt", metadata={"recipe": "gp"})
+    back = levelup.load_model(tmp_path / "gp.pt")
+    assert type(back).__name__ == "GPCorrected"
+    a, b = corrected.predict(points, hessians=True), back.predict(points, hessians=True)
+    np.testing.assert_array_equal(a.energies, b.energies)
+    np.testing.assert_array_equal(a.hessians, b.hessians)
+    assert levelup.model.files.load_metadata(tmp_path / "gp.pt") == {"recipe": "gp"}
+    data = (tmp_path / "gp.pt").read_bytes()
+    (tmp_path / "bad.pt").write_bytes(data.replace(b'pretrained_kind', b'pretrained_kinx'))
+    with pytest.raises(levelup.errors.ModelFileError, match="corrupted GP correction"):
+        levelup.load_model(tmp_path / "bad.pt")

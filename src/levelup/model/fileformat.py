@@ -7,7 +7,7 @@ is pickled, so loading it cannot run code. The safetensors metadata holds one en
 
     {
       "format": "levelup-ani", "format_version": 1, "levelup_version": "0.1.0",
-      "kind": "ANIModel" | "Ensemble",
+      "kind": "ANIModel" | "Ensemble" | "GPCorrected",
       "units": {"length": "Angstrom", "energy": "Hartree", "self_energies": "Hartree"},
       "members": [                      # one entry for a model, one per member of an ensemble
         {"elements": ["H", "C"], "atomic_numbers": [1, 6],
@@ -21,6 +21,11 @@ is pickled, so loading it cannot run code. The safetensors metadata holds one en
       "metadata": {...},                # what the caller passed: training data, level, history
       "tensors_sha256": "..."           # over names, dtypes, shapes and bytes of all tensors
     }
+
+A "GPCorrected" file (a pre-trained model plus a GP correction of one molecule,
+:mod:`levelup.model.gpcorrected`) lists the pre-trained model's members under ``pretrained.``
+and adds ``"correction"``: the molecule's atomic numbers, the kernel's length and variance, the
+offset, and the pre-trained model's kind.
 
 Tensors are the model's ``state_dict()`` (an ensemble's keys start with ``members.<k>.``),
 stored in their own dtype, so a saved and reloaded model predicts bit-identically. Files are
@@ -53,7 +58,7 @@ FORMAT = "levelup-ani"
 #: Newest format version this levelup writes and reads.
 FORMAT_VERSION = 1
 #: The kinds of model a file may hold.
-KINDS = ("ANIModel", "Ensemble")
+KINDS = ("ANIModel", "Ensemble", "GPCorrected")
 #: dtype names of the header's ``members[k].dtype``.
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
@@ -84,7 +89,8 @@ def _checksum(tensors: Mapping[str, torch.Tensor]) -> str:
 
 # ---------------------------------------------------------------------- writing
 def encode(kind: str, members: Sequence[Mapping[str, Any]], state: Mapping[str, torch.Tensor],
-           metadata: Mapping[str, Any] | None = None) -> bytes:
+           metadata: Mapping[str, Any] | None = None,
+           correction: Mapping[str, Any] | None = None) -> bytes:
     """The bytes of a model file.
 
     Args:
@@ -93,6 +99,8 @@ def encode(kind: str, members: Sequence[Mapping[str, Any]], state: Mapping[str, 
         state: the model's ``state_dict()``; copied to the CPU, each tensor in its own dtype.
         metadata: JSON-ready dict stored as the header's ``metadata``; anything else (NaN, an
             object) raises ModelFileError.
+        correction: kind "GPCorrected" only: the correction's scalars
+            (:meth:`levelup.model.gpcorrected.GPCorrected.correction_entry`).
     """
     from safetensors.torch import save
 
@@ -108,6 +116,8 @@ def encode(kind: str, members: Sequence[Mapping[str, Any]], state: Mapping[str, 
         "metadata": dict(metadata or {}),
         "tensors_sha256": _checksum(tensors),
     }
+    if correction is not None:
+        header["correction"] = dict(correction)
     try:
         text = json.dumps(header, allow_nan=False)
     except (TypeError, ValueError) as exc:

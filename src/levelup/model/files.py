@@ -27,8 +27,9 @@ __all__ = ["load_metadata", "load_model", "model_from_bytes", "model_to_bytes", 
 
 def model_to_bytes(model: ANIModel | Ensemble, metadata: Mapping[str, Any] | None = None) -> bytes:
     """The bytes of a model file for ``model`` (see :mod:`levelup.model.fileformat`)."""
-    if not isinstance(model, (ANIModel, Ensemble)):
-        raise ModelFileError(f"can save an ANIModel or an Ensemble, not a {type(model).__name__}")
+    if not hasattr(model, "to_bytes"):
+        raise ModelFileError(f"can save an ANIModel, an Ensemble or a GPCorrected model, not a "
+                             f"{type(model).__name__}")
     return model.to_bytes(metadata)
 
 
@@ -36,8 +37,9 @@ def save_model(model: ANIModel | Ensemble, path: str | os.PathLike,
                metadata: Mapping[str, Any] | None = None) -> None:
     """Write ``model`` to ``path`` atomically (a crash never leaves half a file); the same as
     ``model.save(path, metadata)``."""
-    if not isinstance(model, (ANIModel, Ensemble)):
-        raise ModelFileError(f"can save an ANIModel or an Ensemble, not a {type(model).__name__}")
+    if not hasattr(model, "to_bytes"):
+        raise ModelFileError(f"can save an ANIModel, an Ensemble or a GPCorrected model, not a "
+                             f"{type(model).__name__}")
     model.save(path, metadata)
 
 
@@ -69,12 +71,14 @@ def _freeze(model: ANIModel | Ensemble, members_spec: list[Any], where: Any) -> 
             params[name].requires_grad_(False)
 
 
-def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensemble:
+def model_from_bytes(data: bytes, where: Any = "model file") -> Any:
     """Inverse of :func:`model_to_bytes`; ``where`` names the source in error messages."""
     header, tensors = decode(data, where)
     members_spec = header["members"]
     members = [_build_member(spec, where) for spec in members_spec]
-    model: ANIModel | Ensemble = Ensemble(members) if header["kind"] == "Ensemble" else members[0]
+    model: Any = Ensemble(members) if header["kind"] == "Ensemble" else members[0]
+    if header["kind"] == "GPCorrected":
+        model = _gp_corrected(header, tensors, members, where)
     try:
         model.load_state_dict(tensors, strict=True)
     except (RuntimeError, KeyError) as exc:
@@ -84,8 +88,25 @@ def model_from_bytes(data: bytes, where: Any = "model file") -> ANIModel | Ensem
     return model
 
 
-def load_model(path: str | os.PathLike) -> ANIModel | Ensemble:
-    """Read a model file written by :meth:`ANIModel.save` or :meth:`Ensemble.save`.
+def _gp_corrected(header: dict[str, Any], tensors: dict[str, Any], members: list[ANIModel],
+                  where: Any) -> Any:
+    """The GPCorrected model of a "GPCorrected" file, its tensors not yet loaded."""
+    from levelup.model.gpcorrected import GPCorrected
+
+    spec = header.get("correction")
+    try:
+        base = Ensemble(members) if spec["pretrained_kind"] == "Ensemble" else members[0]
+        return GPCorrected(base, spec["species"], tensors["descriptors"].clone(),
+                           tensors["directions"].clone(), tensors["weights"].clone(),
+                           float(spec["length"]), float(spec["variance"]), float(spec["offset"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise fail(where, f"corrupted GP correction in the header ({type(exc).__name__}: {exc})"
+                   ) from None
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """Read a model file written by :meth:`ANIModel.save`, :meth:`Ensemble.save` or
+    :meth:`GPCorrected.save <levelup.model.gpcorrected.GPCorrected.save>`.
 
     Raises ModelFileError (with what is wrong and what to do) for a truncated, corrupted or
     foreign file, or one from a newer format version. Never unpickles anything.

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from levelup.data import Database
 from levelup.errors import DataError
-from levelup.model.predict import DatabasePredictor
+from levelup.model.gpcorrected import GPCorrected
 
 #: grid of length scales, 1/Angstrom (inverse-distance space)
 LENGTHS = (0.1, 0.14, 0.2, 0.28, 0.4, 0.56, 0.8)
@@ -119,69 +119,6 @@ def _solve(kernel: _Kernel, x: Tensor, y: Tensor) -> tuple[Tensor, float]:
     alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
     loglik = float(-0.5 * y @ alpha - torch.log(torch.diagonal(chol)).sum())
     return alpha.reshape(len(x), -1), loglik
-
-
-class GPCorrected(nn.Module, DatabasePredictor):
-    """A pre-trained model plus a GP correction of one molecule (:func:`gp_transfer`): predicts
-    like an ANIModel (``predict``, forces and Hessians by autograd), for geometries of that
-    molecule only (same atoms, same order).
-
-    The correction's posterior mean in closed form: with the descriptors ``d_ip`` of the
-    training geometries under each permutation ``p``, and ``v_ip`` their Jacobians applied to
-    the gradient weights,
-    ``f(x) = s2/|P| sum_ip e_ip(x) (a_i + (d(x) - d_ip) . v_ip / l^2)``,
-    ``e_ip(x) = exp(-|d(x) - d_ip|^2 / (2 l^2))``."""
-
-    def __init__(self, pretrained: Any, species: np.ndarray, descriptors: Tensor,
-                 directions: Tensor, weights: Tensor, length: float, variance: float,
-                 offset: float) -> None:
-        super().__init__()
-        self.pretrained = pretrained
-        self.species = np.asarray(species, dtype=np.int64)
-        self.register_buffer("descriptors", descriptors)  # (points, permutations, pairs)
-        self.register_buffer("directions", directions)  # (points, permutations, pairs)
-        self.register_buffer("weights", weights)  # (points,): the energy observations' alpha
-        self.length, self.variance, self.offset = float(length), float(variance), float(offset)
-        atoms = len(self.species)
-        self.register_buffer("pairs", torch.triu_indices(atoms, atoms, 1))
-
-    @property
-    def elements(self) -> list[int]:
-        """The pre-trained model's elements (atomic numbers)."""
-        return self.pretrained.elements
-
-    @property
-    def symbols(self) -> list[str]:
-        """The pre-trained model's element symbols."""
-        return self.pretrained.symbols
-
-    def species_index(self, species_z: Any) -> Tensor:
-        """As the pre-trained model's; DataError for a molecule other than the correction's."""
-        z = np.asarray(species_z)
-        z = z.reshape(-1, z.shape[-1])
-        atoms = len(self.species)
-        if z.shape[1] < atoms or np.any(z[:, :atoms] != self.species) or np.any(z[:, atoms:]):
-            raise DataError(f"this GP-corrected model describes one molecule, atoms "
-                            f"{self.species.tolist()} in that order; got atoms "
-                            f"{z[0].tolist()}: predict that molecule, or use a model "
-                            "transferred by the linear recipe")
-        return self.pretrained.species_index(species_z)
-
-    def correction(self, coordinates: Tensor) -> Tensor:
-        """(molecules,) float64 Hartree: ``m + f(x)`` for (molecules, atoms, 3) Angstrom."""
-        x = coordinates[:, :len(self.species)].double()
-        d = 1.0 / torch.linalg.norm(x[:, self.pairs[0]] - x[:, self.pairs[1]], dim=-1)
-        diff = d[:, None, None, :] - self.descriptors[None]  # (molecules, points, perms, pairs)
-        e = torch.exp(-0.5 * (diff * diff).sum(-1) / self.length**2)
-        term = self.weights[None, :, None] + (diff * self.directions[None]).sum(-1) / \
-            self.length**2
-        scale = self.variance / self.descriptors.shape[1]
-        return self.offset + scale * (e * term).sum((1, 2))
-
-    def member_energies(self, species: Tensor, coordinates: Tensor) -> Tensor:
-        """(members, molecules) float64 Hartree: the pre-trained model's plus the correction."""
-        return self.pretrained.member_energies(species, coordinates) + \
-            self.correction(coordinates)[None]
 
 
 def _check_points(points: Database, property: str, forces: str) -> np.ndarray:
