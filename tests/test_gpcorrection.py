@@ -152,3 +152,31 @@ def test_a_corrected_model_saves_and_loads_to_the_same_predictions(setting, tmp_
     (tmp_path / "bad.pt").write_bytes(data.replace(b'pretrained_kind', b'pretrained_kinx'))
     with pytest.raises(levelup.errors.ModelFileError, match="corrupted GP correction"):
         levelup.load_model(tmp_path / "bad.pt")
+
+
+def test_finetune_and_the_cli_run_the_gp_recipe(setting, tmp_path, capsys):
+    from levelup.cli.main import main
+    from levelup.errors import ConfigError
+    from levelup.transfer.recipe import recipe
+
+    model, points, corrected, _ = setting
+    tuned, choice = levelup.finetune(model, points, property=HIGH, forces=FORCES,
+                                     recipe=recipe("gp"))
+    np.testing.assert_array_equal(tuned.predict(points).energies,
+                                  corrected.predict(points).energies)
+    assert "GP correction on 20 points" in choice.summary()
+    with pytest.raises(ConfigError, match="gp recipe fits the high-level forces too"):
+        levelup.finetune(model, points, property=HIGH, recipe=recipe("gp"))
+    model.save(tmp_path / "pre.pt")
+    points.save(tmp_path / "points.h5")
+    out = tmp_path / "gp.pt"
+    assert main(["finetune", str(tmp_path / "pre.pt"), str(tmp_path / "points.h5"), "-o",
+                 str(out), "--property", HIGH, "--forces", FORCES, "--recipe", "gp"]) == 0
+    assert "GP correction on 20 points" in capsys.readouterr().out
+    np.testing.assert_array_equal(levelup.load_model(out).predict(points).energies,
+                                  corrected.predict(points).energies)
+    assert main(["finetune", str(tmp_path / "pre.pt"), str(tmp_path / "points.h5"), "-o",
+                 str(tmp_path / "x.pt"), "--property", HIGH, "--recipe", "gp"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("levelup: error: --recipe gp fits the high-level forces too")
+    assert err.count("\n") == 1 and not (tmp_path / "x.pt").exists()

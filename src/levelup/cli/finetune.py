@@ -7,8 +7,10 @@ output layers refitted by one linear solve, with the strengths of a force anchor
 molecules of DATABASE (and ``--validation``); it prints what it chose and the cross-validated
 error. ``--forces PROP`` fits high-level forces too. ``--recipe anchored|force-anchor|plain|
 mlatom`` runs a gradient recipe (:class:`levelup.transfer.gradient.TransferRecipe`) instead, whose fields
-``--freeze``, ``--lr`` and the other flags change one to one. The transferred model is written to
-OUT; MODEL is left as it is.
+``--freeze``, ``--lr`` and the other flags change one to one. ``--recipe gp --forces PROP``
+adds a Gaussian-process correction fitted to the energies and forces of one molecule's points
+(:mod:`levelup.transfer.gpcorrection`). The transferred model is written to OUT; MODEL is left
+as it is.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="transfer recipe (default linear: output layers by one solve, strengths "
                         "by cross-validation)")
     p.add_argument("--forces", metavar="PROP", help="per-atom property of high-level forces "
-                   "(Hartree/Angstrom) to fit too (linear recipe)")
+                   "(Hartree/Angstrom) to fit too (linear recipe; required by gp)")
     p.add_argument("--folds", type=int, help=f"folds of the cross-validation (linear; "
                    f"{LinearRecipe().folds})")
     g = p.add_argument_group("gradient recipes (--recipe anchored, force-anchor, plain, mlatom)")
@@ -104,9 +106,12 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"{', '.join(given)} set a gradient recipe's fields, but --recipe is "
                           f"linear (the default); add --recipe anchored (or plain, mlatom, "
                           f"force-anchor), or drop them")
-    if args.recipe != "linear" and args.forces:
-        raise ConfigError(f"--forces needs --recipe linear; --recipe {args.recipe} fits energies "
-                          f"only")
+    if args.recipe not in ("linear", "gp") and args.forces:
+        raise ConfigError(f"--forces needs --recipe linear or gp; --recipe {args.recipe} fits "
+                          f"energies only")
+    if args.recipe == "gp" and (not args.forces or given):
+        raise ConfigError("--recipe gp fits the high-level forces too: give --forces PROP (e.g. "
+                          "--forces 'forces/CCSD(T)/cc-pVDZ') and no gradient-recipe flags")
     if args.recipe not in ("linear", "auto") and args.folds is not None:
         raise ConfigError(f"--folds needs --recipe linear or auto; --recipe {args.recipe} does "
                           f"not cross-validate")
@@ -116,6 +121,8 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def _recipe(args: argparse.Namespace) -> Any:
+    if args.recipe == "gp":
+        return recipe("gp", seed=args.seed)
     if args.recipe in ("linear", "auto"):
         changes = {} if args.folds is None else {"folds": args.folds}
         return recipe(args.recipe, seed=args.seed, **changes)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from levelup.data import Database
-from levelup.errors import DataError
+from levelup.errors import ConfigError, DataError
 from levelup.model.gpcorrected import GPCorrected
 
 #: grid of length scales, 1/Angstrom (inverse-distance space)
@@ -67,6 +67,23 @@ def like_atom_permutations(species: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class GPRecipe:
+    """``recipe("gp")``: :func:`gp_transfer` as a :func:`levelup.finetune` recipe (needs
+    ``forces=``; one molecule). The grids of the marginal-likelihood search are its fields."""
+
+    lengths: tuple[float, ...] = LENGTHS  # 1/Angstrom
+    variances: tuple[float, ...] = VARIANCES  # Hartree^2
+    seed: int = 0  # unused (the fit is deterministic); kept so every recipe takes a seed
+
+    def __post_init__(self) -> None:
+        for name in ("lengths", "variances"):
+            values = getattr(self, name)
+            if not values or min(values) <= 0 or not all(np.isfinite(values)):
+                raise ConfigError(f"GPRecipe.{name} must be a non-empty tuple of finite values "
+                                  f"> 0; got {values!r}")
+
+
+@dataclass(frozen=True)
 class GPChoice:
     """What the fit chose: length (1/Angstrom), variance (Hartree^2), its log marginal
     likelihood, the points and the permutations averaged over."""
@@ -76,6 +93,12 @@ class GPChoice:
     log_likelihood: float
     points: int
     permutations: int
+    grid: tuple = field(default=(), repr=False)
+
+    def summary(self) -> str:
+        """One line for logs and the CLI."""
+        return (f"GP correction on {self.points} points: length {self.length:g} 1/A, variance "
+                f"{self.variance:g} Ha^2 (largest marginal likelihood of the grid)")
 
 
 class _Kernel:
@@ -142,8 +165,8 @@ def _check_points(points: Database, property: str, forces: str) -> np.ndarray:
     return species[0][species[0] > 0]
 
 
-def gp_transfer(pretrained: Any, points: Database, *, property: str,
-                forces: str) -> tuple[GPCorrected, GPChoice]:
+def gp_transfer(pretrained: Any, points: Database, *, property: str, forces: str,
+                recipe: GPRecipe | None = None) -> tuple[GPCorrected, GPChoice]:
     """Transfer ``pretrained`` (an ANIModel or Ensemble, left untouched) to the level of
     ``property`` (Hartree) and ``forces`` (Hartree/Angstrom) of ``points``, all of one
     molecule, by a GP correction (module docstring). Returns (the corrected model, the
@@ -159,8 +182,9 @@ def gp_transfer(pretrained: Any, points: Database, *, property: str,
                                          for e, f in zip(d_e, d_f, strict=True)]))
     x = torch.from_numpy(xyz)
     perms = torch.from_numpy(like_atom_permutations(species))
+    recipe = recipe or GPRecipe()
     best = (-math.inf, None, None, None)
-    for length, variance in itertools.product(LENGTHS, VARIANCES):
+    for length, variance in itertools.product(recipe.lengths, recipe.variances):
         alpha, loglik = _solve(_Kernel(atoms, perms, length, variance), x, y)
         if loglik > best[0]:
             best = (loglik, length, variance, alpha)
@@ -187,4 +211,4 @@ def _closed_form(kernel: _Kernel, x: Tensor, alpha: Tensor) -> tuple[Tensor, Ten
     return descriptors, directions, alpha[:, 0].clone()
 
 
-__all__ = ["GPChoice", "GPCorrected", "gp_transfer", "like_atom_permutations"]
+__all__ = ["GPChoice", "GPCorrected", "GPRecipe", "gp_transfer", "like_atom_permutations"]

@@ -17,6 +17,9 @@ bench/RESULTS.md). The recipes by name (:data:`RECIPES`, :func:`recipe`):
                    rate 1e-4, no prior, no polish)
 ``auto``           ``AutoRecipe()``: linear or plain, whichever cross-validates better on the
                    points (:mod:`levelup.transfer.auto`; about 6 runs of each, so tens of seconds)
+``gp``             ``GPRecipe()``: the pre-trained model plus a Gaussian process on the level
+                   difference fitted to the points' energies and forces (needs ``forces=``;
+                   one molecule; :mod:`levelup.transfer.gpcorrection`)
 =================  ============================================================================
 
 The gradient recipes and why they are built as they are: :mod:`levelup.transfer.gradient`.
@@ -40,14 +43,16 @@ from levelup.errors import ConfigError
 from levelup.train.distributed import Group, alone, process_group, spread
 from levelup.train.history import History
 from levelup.transfer.auto import AutoChoice, AutoRecipe, auto_transfer
+from levelup.transfer.gpcorrection import GPRecipe, gp_transfer
 from levelup.transfer.gradient import GRADIENT_RECIPES, TransferRecipe, gradient_transfer
 from levelup.transfer.linear import LinearChoice, LinearRecipe, linear_transfer
 from levelup.transfer.surgery import for_each_member
 
 #: A transfer recipe: what :func:`finetune` takes.
-Recipe = LinearRecipe | TransferRecipe | AutoRecipe
+Recipe = LinearRecipe | TransferRecipe | AutoRecipe | GPRecipe
 #: The recipes by name (``levelup finetune --recipe``, study files' ``[transfer] recipe``).
-RECIPES: dict[str, Any] = {"linear": LinearRecipe, **GRADIENT_RECIPES, "auto": AutoRecipe}
+RECIPES: dict[str, Any] = {"linear": LinearRecipe, **GRADIENT_RECIPES, "auto": AutoRecipe,
+                           "gp": GPRecipe}
 
 
 def recipe(name: str, **changes: Any) -> Recipe:
@@ -81,22 +86,20 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
             the pre-training set; default: ``train`` and ``validation`` only.
         recipe: a :class:`~levelup.transfer.linear.LinearRecipe` (default) or a
             :class:`~levelup.transfer.gradient.TransferRecipe` or an
-            :class:`~levelup.transfer.auto.AutoRecipe`; :func:`recipe` gives them by name.
+            :class:`~levelup.transfer.auto.AutoRecipe` or a
+            :class:`~levelup.transfer.gpcorrection.GPRecipe`; :func:`recipe` gives them by name.
         forces: per-atom property of high-level forces (Hartree/Angstrom) to fit as well
-            (linear recipe only; NaN forces are skipped).
+            (linear recipe: NaN forces are skipped; gp recipe: required at every point).
 
     Returns:
         (the transferred copy, the :class:`~levelup.transfer.linear.LinearChoice` made or the
-        History of step 2); for an Ensemble, (a new Ensemble of the members, a list with each
-        member's choice or History).
+        History of step 2; for the gp recipe a GPCorrected model, which wraps an Ensemble whole,
+        and its :class:`~levelup.transfer.gpcorrection.GPChoice`); for an Ensemble by the
+        other recipes, (a new Ensemble of the members, a list with each member's choice or
+        History).
     """
     recipe = recipe if recipe is not None else LinearRecipe()
-    if not isinstance(recipe, (LinearRecipe, TransferRecipe, AutoRecipe)):
-        raise ConfigError(f"recipe must be a LinearRecipe, TransferRecipe or AutoRecipe (or "
-                          f"levelup.transfer.recipe.recipe(name)); got {type(recipe).__name__}")
-    if forces is not None and not isinstance(recipe, LinearRecipe):
-        raise ConfigError("fitting high-level forces needs the linear recipe; the gradient "
-                          "recipes (TransferRecipe) fit energies only")
+    _check_recipe(recipe, forces)
     if isinstance(recipe, TransferRecipe):
         options = {"train": train, "validation": validation, "property": property,
                    "anchors": anchors}
@@ -111,11 +114,28 @@ def finetune(pretrained: Any, train: Database, validation: Database | None = Non
     if validation is not None and len(validation):
         points = Database.concatenate([train, validation])
     with alone():  # seconds of work: every process makes the whole result itself
+        if isinstance(recipe, GPRecipe):
+            return gp_transfer(pretrained, points, property=property, forces=forces,
+                               recipe=recipe)
         if isinstance(recipe, AutoRecipe):
             return for_each_member(auto_transfer, pretrained, recipe, points=points,
                                    property=property, anchors=anchors)
         return for_each_member(linear_transfer, pretrained, recipe, points=points,
                                property=property, forces=forces, anchors=anchors)
+
+
+def _check_recipe(recipe: Any, forces: str | None) -> None:
+    """ConfigError for an object that is no recipe, or forces a recipe cannot use or needs."""
+    if not isinstance(recipe, (LinearRecipe, TransferRecipe, AutoRecipe, GPRecipe)):
+        raise ConfigError(f"recipe must be a LinearRecipe, TransferRecipe, AutoRecipe or "
+                          f"GPRecipe (or levelup.transfer.recipe.recipe(name)); got "
+                          f"{type(recipe).__name__}")
+    if forces is not None and not isinstance(recipe, (LinearRecipe, GPRecipe)):
+        raise ConfigError("fitting high-level forces needs the linear or gp recipe; the "
+                          "gradient recipes (TransferRecipe) fit energies only")
+    if isinstance(recipe, GPRecipe) and forces is None:
+        raise ConfigError("the gp recipe fits the high-level forces too: give forces= (e.g. "
+                          "'forces/CCSD(T)/cc-pVDZ'), or use the linear recipe")
 
 
 def _spread_members(group: Group, ensemble: Any, recipe: TransferRecipe, progress: bool,
