@@ -172,7 +172,7 @@ def test_finetune_defaults_to_it_and_tunes_each_ensemble_member():
     assert isinstance(recipe("linear"), LinearRecipe)
     with pytest.raises(ConfigError, match="unknown transfer recipe"):
         recipe("best")
-    with pytest.raises(ConfigError, match="needs the linear recipe"):
+    with pytest.raises(ConfigError, match="needs the linear or gp recipe"):
         finetune(model, points, property="high", recipe=recipe("plain"), forces="forces/high")
 
 
