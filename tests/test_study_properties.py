@@ -341,3 +341,20 @@ def test_the_design_focus_reads_and_a_bad_one_is_an_error(tmp_path):
     assert study.selection.focus == "pool"
     with pytest.raises(ConfigError, match='focus must be "energies" or "pool"'):
         _study(tmp_path, props, selection={"method": "design", "count": 4, "focus": "barrier"})
+
+
+def test_the_gp_recipe_runs_in_a_study_and_needs_high_forces(first_run, tmp_path):
+    """[transfer] recipe = "gp": the transfer row is the GP-corrected model (a GPCorrected
+    model file), with its properties beside the others; without high-level forces it is an
+    error before any work."""
+    text = STUDY.replace("[transfer]\nfolds = 3", '[transfer]\nrecipe = "gp"')
+    result, computed = rerun(first_run, tmp_path, text)
+    model = levelup.load_model(result.steps["transfer"].file)
+    assert type(model).__name__ == "GPCorrected"
+    assert len(computed) == 1  # only the transfer's row is new
+    row = json.loads((tmp_path / "run" / "properties.json").read_text())["rows"]["transfer"]
+    assert np.isfinite(row["structures"]["water"]["frequencies"]["wavenumbers_cm-1"]).all()
+    assert np.isfinite(row["energies"]["relative_kcal_per_mol"]["bent"])
+    with pytest.raises(ConfigError, match="recipe = 'gp' fits the high-level forces too"):
+        _study(tmp_path, {}, levels={"low": LOW, "high": HIGH, "forces": "low"},
+               transfer={"recipe": "gp"}, compare=["transfer"])

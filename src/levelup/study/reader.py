@@ -36,13 +36,21 @@ from levelup.study.schema import (
     Study,
 )
 from levelup.train.config import TrainConfig
-from levelup.transfer.recipe import RECIPES, AutoRecipe, LinearRecipe, TransferRecipe, recipe
+from levelup.transfer.recipe import (
+    RECIPES,
+    AutoRecipe,
+    GPRecipe,
+    LinearRecipe,
+    TransferRecipe,
+    recipe,
+)
 
 #: TrainConfig fields a study file may set: the step cache replaces checkpoints and resuming.
 TRAIN_KEYS = tuple(name for name in field_types(TrainConfig)
                    if name not in ("checkpoint", "checkpoint_every", "resume"))
 #: The fields each kind of transfer recipe takes in ``[transfer]`` (besides recipe, anchors).
-RECIPE_KEYS = {kind: tuple(field_types(kind)) for kind in (LinearRecipe, TransferRecipe, AutoRecipe)}
+RECIPE_KEYS = {kind: tuple(field_types(kind))
+               for kind in (LinearRecipe, TransferRecipe, AutoRecipe, GPRecipe)}
 #: What some keys take, where the words of their types say too little.
 WORDS = {
     "high_on": "'all' (label every geometry at the high level, to measure errors everywhere) "
@@ -159,10 +167,14 @@ def _check_forces(study: Study) -> None:
                               f"forces, but [levels] forces = {levels.forces!r} labels none: set "
                               f"forces = '{which}' or 'both', or force_weight = 0")
     if (levels.with_forces("high") and "transfer" in study.compare
-            and not isinstance(study.transfer, LinearRecipe)):
+            and not isinstance(study.transfer, (LinearRecipe, GPRecipe))):
         raise ConfigError(f"[levels] forces = {levels.forces!r} gives the transfer high-level "
-                          f"forces, which only the linear recipe fits; set [transfer] recipe = "
-                          f"'linear' or forces = 'low' / 'none'")
+                          f"forces, which only the linear and gp recipes fit; set [transfer] "
+                          f"recipe = 'linear' or forces = 'low' / 'none'")
+    if (isinstance(study.transfer, GPRecipe) and "transfer" in study.compare
+            and not levels.with_forces("high")):
+        raise ConfigError("[transfer] recipe = 'gp' fits the high-level forces too: set [levels] "
+                          "forces = 'high' or 'both'")
     if "delta" in study.compare and study.delta_method == "neural" and study.delta.force_weight:
         raise ConfigError("[delta] the neural delta fits energies only: set its force_weight = 0 "
                           "(a [train] force_weight applies to it too)")
@@ -263,7 +275,7 @@ def _transfer(table: Mapping[str, Any], seed: int) -> tuple[Any, str]:
     name = convert(table.get("recipe", "linear"), str, "[transfer] recipe")
     if name not in RECIPES:
         raise ConfigError(f"[transfer] recipe must be one of {', '.join(RECIPES)}; got {name!r}")
-    kind = {"linear": LinearRecipe, "auto": AutoRecipe}.get(name, TransferRecipe)
+    kind = {"linear": LinearRecipe, "auto": AutoRecipe, "gp": GPRecipe}.get(name, TransferRecipe)
     check_keys(table, (*RECIPE_KEYS[kind], "recipe", "anchors"), f"[transfer] (recipe {name!r})")
     anchors = convert(table.get("anchors", "all"), field_types(Study)["anchors"],
                       "[transfer] anchors", WORDS["anchors"])

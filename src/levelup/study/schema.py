@@ -25,8 +25,9 @@ A study file (every table but ``[geometries]``, ``[levels]`` and ``[selection]``
                                               # the neural delta
     [pretrain]                                # TrainConfig keys of the pre-training only
     [transfer]                                # recipe ("linear" default | "anchored" |
-                                              # "force-anchor" | "plain" | "mlatom"), that
-                                              # recipe's keys, and anchors
+                                              # "force-anchor" | "plain" | "mlatom" | "auto" |
+                                              # "gp": needs [levels] forces "high"/"both", one
+                                              # molecule), that recipe's keys, and anchors
     [scratch]                                 # TrainConfig keys of the scratch baseline
     [delta]                                   # method ("kernel" | "neural"), base, and for
                                               # "neural" the TrainConfig keys of its network
@@ -61,6 +62,7 @@ from typing import Any, Literal, get_args
 
 from levelup.train.config import TrainConfig
 from levelup.transfer.auto import AutoRecipe
+from levelup.transfer.gpcorrection import GPRecipe
 from levelup.transfer.linear import LinearRecipe
 from levelup.transfer.recipe import TransferRecipe
 
@@ -266,7 +268,7 @@ class Study:
     selection: Selection
     model: ModelSettings
     pretrain: TrainConfig
-    transfer: LinearRecipe | TransferRecipe | AutoRecipe
+    transfer: LinearRecipe | TransferRecipe | AutoRecipe | GPRecipe
     anchors: Literal["all", "high"]  # ForceAnchor geometries of the transfer: "all" (every
     #                                  geometry) or "high"
     scratch: TrainConfig

@@ -241,8 +241,8 @@ class StudyRun:
         if file is not None and file.suffix == ".npz":
             return None
         path = self.store.history_file(name, self.steps[name].key)
-        if json.loads(path.read_text()).get("kind") in (KIND, "auto-transfer"):
-            return None  # a linear transfer (one solve, no epochs) or a recipe chosen by CV
+        if json.loads(path.read_text()).get("kind") in (KIND, "auto-transfer", "gp-correction"):
+            return None  # one solve (linear, GP correction; no epochs) or a recipe chosen by CV
         return History.load(path)
 
     def linear_choice(self, name: str) -> Any:

@@ -24,7 +24,9 @@ differentiates for forces and Hessians.
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from levelup.atomicwrite import write_text_atomic
 from levelup.data import Database
 from levelup.errors import ConfigError, DataError
 from levelup.model.gpcorrected import GPCorrected
@@ -42,6 +45,8 @@ LENGTHS = (0.1, 0.14, 0.2, 0.28, 0.4, 0.56, 0.8)
 VARIANCES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 #: observation noise variances: energies (Hartree^2) and force components ((Hartree/A)^2)
 NOISE_ENERGY, NOISE_FORCE = 1e-10, 1e-8
+#: ``kind`` of a saved :class:`GPChoice`
+KIND = "gp-correction"
 #: the most permutations of like atoms averaged over (beyond: refused, say which)
 MAX_PERMUTATIONS = 720
 
@@ -94,6 +99,17 @@ class GPChoice:
     points: int
     permutations: int
     grid: tuple = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (``kind`` tells it from a training History)."""
+        return {"kind": KIND, "length": self.length, "variance": self.variance,
+                "log_likelihood": self.log_likelihood, "points": self.points,
+                "permutations": self.permutations,
+                "units": {"length": "1/Angstrom", "variance": "Hartree^2"}}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_dict` as JSON (atomically)."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
