@@ -44,6 +44,7 @@ then stops the job). A resumed run needs the checkpoint on a file system all ran
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -89,12 +90,23 @@ def _initialise(device: torch.device) -> None:
         torch.cuda.set_device(device)
     try:
         torch.distributed.init_process_group(backend)
+        atexit.register(_shut_down)
     except (ValueError, RuntimeError) as exc:
         message = " ".join(str(exc).split())[:300]
         raise ConfigError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} asks for several processes "
                           f"but torch.distributed ({backend}) could not start: {message}. Launch "
                           "with torchrun (it sets RANK, MASTER_ADDR and MASTER_PORT), or unset "
                           "WORLD_SIZE") from None
+
+
+def _shut_down() -> None:
+    """Destroy the process group levelup started, before the interpreter tears down: gloo's
+    threads destroyed by static destructors at exit may abort the process ("terminate called
+    without an active exception", seen under torchrun with 2 processes)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(RuntimeError, ValueError):
+            dist.destroy_process_group()
 
 
 def process_group(device: torch.device | str = "cpu") -> Group | None:
