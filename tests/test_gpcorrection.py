@@ -180,3 +180,17 @@ def test_finetune_and_the_cli_run_the_gp_recipe(setting, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("levelup: error: --recipe gp fits the high-level forces too")
     assert err.count("\n") == 1 and not (tmp_path / "x.pt").exists()
+
+
+def test_the_ase_calculator_takes_a_corrected_model(setting):
+    from ase import Atoms
+    from ase.units import Hartree
+
+    from levelup.ase import LevelupCalculator
+
+    _, points, corrected, _ = setting
+    atoms = Atoms("OH2", positions=np.asarray(points.coordinates)[4])
+    atoms.calc = LevelupCalculator(corrected)
+    pred = corrected.predict(points[[4]], forces=True)
+    assert atoms.get_potential_energy() == pytest.approx(pred.energies[0] * Hartree, abs=1e-9)
+    np.testing.assert_allclose(atoms.get_forces(), pred.forces[0] * Hartree, atol=1e-9)

@@ -54,16 +54,18 @@ class LevelupCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces"]
 
-    def __init__(self, model: ANIModel | Ensemble | str | os.PathLike, *, device: str = "cpu",
+    def __init__(self, model: Any, *, device: str = "cpu",
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(model, (str, os.PathLike)):
             from levelup.model.files import load_model
 
             model = load_model(model)
-        if not isinstance(model, (ANIModel, Ensemble)):
-            raise DataError(f"LevelupCalculator needs an ANIModel, an Ensemble or a model file; "
-                            f"got {type(model).__name__}")
+        from levelup.model.gpcorrected import GPCorrected
+
+        if not isinstance(model, (ANIModel, Ensemble, GPCorrected)):
+            raise DataError(f"LevelupCalculator needs an ANIModel, an Ensemble, a GPCorrected "
+                            f"model or a model file; got {type(model).__name__}")
         self.model = model
         if isinstance(model, Ensemble):  # get_property("energy_std") works for ensembles only
             self.implemented_properties = [*self.implemented_properties, *ENSEMBLE_PROPERTIES]
