@@ -12,9 +12,10 @@ points, read from its label cache and model folder):
 2. *the correction alone*: HF/STO-3G's analytic Hessian plus the Hessian of a Gaussian process
    fitted to the level difference (CCSD(T) - HF) of the 20 points' energies *and* forces
    (RBF kernel on inverse distances, averaged over the permutations of like atoms so that it is
-   symmetric; length scale and variance by the largest marginal likelihood on a grid), at the
-   CCSD(T) minimum, against CCSD(T)'s own wavenumbers there. This is delta-learning on the low
-   level computed at prediction time: the quality of what 20 points say about the difference.
+   symmetric; length scale and variance by the largest marginal likelihood on a grid:
+   `levelup.transfer.gpcorrection.fit_correction`, the `gp` recipe's fit), at the CCSD(T)
+   minimum, against CCSD(T)'s own wavenumbers there. This is delta-learning on the low level
+   computed at prediction time: the quality of what 20 points say about the difference.
 3. the same Gaussian process added to the pre-trained model instead of to HF (pre-trained + GP).
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frequency_floor.py (after bench_properties.py
@@ -23,7 +24,6 @@ Run: OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frequency_floor.py (after be
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 from pathlib import Path
@@ -32,7 +32,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.func import jacfwd, jacrev, vmap  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -43,89 +42,23 @@ from results import write_section  # noqa: E402
 import levelup  # noqa: E402
 from levelup.data.normalmodes import normal_modes  # noqa: E402
 from levelup.properties.hessians import hessian  # noqa: E402
+from levelup.transfer.gpcorrection import fit_correction  # noqa: E402
 
 COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python bench/bench_frequency_floor.py"
-LENGTHS = (0.1, 0.14, 0.2, 0.28, 0.4, 0.56, 0.8)  # 1/Angstrom (inverse-distance space)
-VARIANCES = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # Hartree^2
-NOISE_E, NOISE_F = 1e-10, 1e-8  # Hartree^2, (Hartree/Angstrom)^2
 
 
-def like_atom_permutations(species) -> torch.Tensor:
-    """Every permutation of the atoms that only swaps atoms of the same element."""
-    groups: dict[int, list[int]] = {}
-    for i, z in enumerate(species):
-        groups.setdefault(int(z), []).append(i)
-    out = []
-    for combo in itertools.product(*[itertools.permutations(g) for g in groups.values()]):
-        p = list(range(len(species)))
-        for g, q in zip(groups.values(), combo, strict=True):
-            for a, b in zip(g, q, strict=True):
-                p[a] = b
-        out.append(p)
-    return torch.tensor(out)
-
-
-class DifferenceGP:
-    """A Gaussian process on one molecule's energy difference, observed with its gradients."""
-
-    def __init__(self, species, length: float, variance: float) -> None:
-        self.atoms = len(species)
-        self.length, self.variance = length, variance
-        self.perms = like_atom_permutations(species)
-        self.pairs = torch.triu_indices(self.atoms, self.atoms, 1)
-
-    def _descriptor(self, x):
-        return 1.0 / torch.linalg.norm(x[self.pairs[0]] - x[self.pairs[1]], dim=-1)
-
-    def kernel(self, x, y):
-        dx = self._descriptor(x)
-        terms = [torch.exp(-0.5 * ((dx - self._descriptor(y[p])) ** 2).sum() / self.length**2)
-                 for p in self.perms]
-        return self.variance * torch.stack(terms).mean()
-
-    def _joint(self, a, b):
-        """Covariance of [E, dE/dx] at each of ``a`` with the same at each of ``b``."""
-        k = self.kernel
-        kab = vmap(vmap(k, (None, 0)), (0, None))(a, b)
-        gb = vmap(vmap(jacrev(k, 1), (None, 0)), (0, None))(a, b)
-        ga = vmap(vmap(jacrev(k, 0), (None, 0)), (0, None))(a, b)
-        hab = vmap(vmap(jacfwd(jacrev(k, 0), 1), (None, 0)), (0, None))(a, b)
-        n, m, c = len(a), len(b), 3 * self.atoms
-        top = torch.cat([kab[:, :, None], gb.reshape(n, m, c)], 2)
-        bottom = torch.cat([ga.reshape(n, m, c)[..., None], hab.reshape(n, m, c, c)], 3)
-        block = torch.cat([top[:, :, None, :], bottom], 2)
-        return block.permute(0, 2, 1, 3).reshape(n * (1 + c), m * (1 + c))
-
-    def fit(self, x, y) -> float:
-        """Condition on ``y`` ([E, dE/dx] per geometry, flattened); the log marginal
-        likelihood (up to a constant)."""
-        noise = torch.tensor(([NOISE_E] + [NOISE_F] * 3 * self.atoms) * len(x))
-        chol = torch.linalg.cholesky(self._joint(x, x) + torch.diag(noise))
-        self.alpha = torch.cholesky_solve(y[:, None], chol)[:, 0].reshape(len(x), -1)
-        self.x = x
-        return float(-0.5 * y @ self.alpha.reshape(-1) - torch.log(torch.diag(chol)).sum())
-
-    def energy(self, x):
-        """The posterior mean energy difference at one geometry (Hartree)."""
-        k = vmap(lambda b: self.kernel(x, b))(self.x)
-        g = vmap(jacrev(self.kernel, 1), (None, 0))(x, self.x).reshape(len(self.x), -1)
-        return k @ self.alpha[:, 0] + (g * self.alpha[:, 1:]).sum()
-
-
-def fitted_gp(points: levelup.Database, low: levelup.Database) -> DifferenceGP:
-    """The GP of CCSD(T) - HF on ``points``' energies and forces, hyperparameters by the
-    largest marginal likelihood on the grid."""
+def fitted_gp(points: levelup.Database, low: levelup.Database, pre):
+    """``pre`` plus the GP of CCSD(T) - HF on ``points``' energies and forces
+    (:func:`levelup.transfer.gpcorrection.fit_correction`: hyperparameters by the largest
+    marginal likelihood on its grid)."""
     d_e = np.asarray(points.get(B.HIGH)) - np.asarray(low.get(B.LOW))
     d_f = np.asarray(points.get(f"forces/{B.HIGH}")) - np.asarray(low.get(f"forces/{B.LOW}"))
-    y = torch.tensor(np.concatenate([np.concatenate([[e - d_e.mean()], -f.reshape(-1)])
-                                     for e, f in zip(d_e, d_f, strict=True)]))
-    x = torch.tensor(np.asarray(points.coordinates, dtype=np.float64))
-    species = points.species[0]
-    best = max((DifferenceGP(species, ell, s2).fit(x, y), ell, s2)
-                for ell in LENGTHS for s2 in VARIANCES)
-    gp = DifferenceGP(species, best[1], best[2])
-    gp.fit(x, y)
-    return gp
+    return fit_correction(pre, points.species[0], np.asarray(points.coordinates), d_e, d_f)[0]
+
+
+def gp_energy(gp):
+    """The GP's correction at one geometry (atoms, 3), Hartree."""
+    return lambda x: gp.correction(x[None])[0]
 
 
 def measure() -> list[dict]:
@@ -144,10 +77,10 @@ def measure() -> list[dict]:
         chosen = np.sort(np.array(levelup.select(pool, 20, "design", model=pre).indices))
         points = levelup.label(pool[chosen], B.HIGH, forces=True, cache=str(B.CACHE), workers=1,
                                progress=False)
-        gp = fitted_gp(points, pool[chosen])
+        gp = fitted_gp(points, pool[chosen], pre)
         where = ref.structure
         x0 = torch.tensor(np.asarray(where.coordinates, dtype=np.float64))
-        h_gp = torch.autograd.functional.hessian(gp.energy, x0).reshape(9, 9).numpy()
+        h_gp = torch.autograd.functional.hessian(gp_energy(gp), x0).reshape(9, 9).numpy()
         h_hf = hessian(where, B.LOW, cache=str(B.CACHE))
         row["hf_plus_gp"] = normal_modes(where, h_hf + h_gp).wavenumbers[-3:] - ref.wavenumbers
         row["pre_plus_gp"] = (normal_modes(where, hessian(where, pre) + h_gp).wavenumbers[-3:]

@@ -189,14 +189,24 @@ def gp_transfer(pretrained: Any, points: Database, *, property: str, forces: str
     choice of hyperparameters)."""
     species = _check_points(points, property, forces)
     atoms = len(species)
-    xyz = np.asarray(points.coordinates, dtype=np.float64)[:, :atoms]
     base = pretrained.predict(points, forces=True)
     d_e = np.asarray(points.get(property), dtype=np.float64) - base.energies
     d_f = np.asarray(points.get(forces), dtype=np.float64)[:, :atoms] - base.forces[:, :atoms]
-    offset = float(d_e.mean())
+    return fit_correction(pretrained, species, np.asarray(points.coordinates)[:, :atoms], d_e,
+                          d_f, recipe)
+
+
+def fit_correction(base: Any, species: np.ndarray, coordinates: np.ndarray,
+                   energies: np.ndarray, forces: np.ndarray, recipe: GPRecipe | None = None
+                   ) -> tuple[GPCorrected, GPChoice]:
+    """``base`` plus the GP fitted to a level difference of one molecule: ``energies`` (n,)
+    Hartree and ``forces`` (n, atoms, 3) Hartree/Angstrom observed at ``coordinates`` (n,
+    atoms, 3) Angstrom (:func:`gp_transfer` passes the high level minus ``base``)."""
+    atoms = len(species)
+    offset = float(np.mean(energies))
     y = torch.from_numpy(np.concatenate([np.concatenate([[e - offset], -f.reshape(-1)])
-                                         for e, f in zip(d_e, d_f, strict=True)]))
-    x = torch.from_numpy(xyz)
+                                         for e, f in zip(energies, forces, strict=True)]))
+    x = torch.from_numpy(np.asarray(coordinates, dtype=np.float64))
     perms = torch.from_numpy(like_atom_permutations(species))
     recipe = recipe or GPRecipe()
     best = (-math.inf, None, None, None)
@@ -209,9 +219,9 @@ def gp_transfer(pretrained: Any, points: Database, *, property: str, forces: str
         raise DataError("the GP correction's covariance was singular for every length scale: "
                         "are two points the same geometry? Drop duplicates")
     kernel = _Kernel(atoms, perms, length, variance)
-    model = GPCorrected(pretrained, species, *_closed_form(kernel, x, alpha), length, variance,
+    model = GPCorrected(base, species, *_closed_form(kernel, x, alpha), length, variance,
                         offset)
-    return model, GPChoice(length, variance, loglik, len(points), len(perms))
+    return model, GPChoice(length, variance, loglik, len(x), len(perms))
 
 
 def _closed_form(kernel: _Kernel, x: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -227,4 +237,5 @@ def _closed_form(kernel: _Kernel, x: Tensor, alpha: Tensor) -> tuple[Tensor, Ten
     return descriptors, directions, alpha[:, 0].clone()
 
 
-__all__ = ["GPChoice", "GPCorrected", "GPRecipe", "gp_transfer", "like_atom_permutations"]
+__all__ = ["GPChoice", "GPCorrected", "GPRecipe", "fit_correction", "gp_transfer",
+           "like_atom_permutations"]
