@@ -148,7 +148,7 @@ def test_bad_tables_are_errors_that_name_the_key(tmp_path, properties, match):
     ({"levels": {"low": LOW, "high": HIGH, "forces": "low"}, "scratch": {"force_weight": 0.1}},
      r"\[scratch\] force_weight = 0.1 fits high-level forces"),
     ({"levels": {"low": LOW, "high": HIGH, "forces": "high"}, "transfer": {"recipe": "plain"}},
-     "only the linear recipe fits"),
+     "only the linear and gp recipes fit"),
     ({"levels": {"low": LOW, "high": HIGH, "forces": "all"}}, r"forces must be one of"),
 ])
 def test_forces_that_nothing_labels_or_fits_are_errors(tmp_path, tables, match):
