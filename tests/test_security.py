@@ -250,3 +250,20 @@ def test_xyz_diagnosis_stops_on_a_negative_atom_count(tmp_path):
     path = tmp_path / "neg.xyz"
     path.write_text("1\n\nH 0 0 0\n-2\nx\nH 0 0\n")
     assert "the number of atoms is -2, below 0" in _xyz_problem(path)
+
+
+@pytest.mark.timeout(60)
+def test_an_xyz_count_beyond_the_file_is_refused_before_ase_reads(tmp_path):
+    """Found by the fuzzer: a count line of 30 nines made ASE's extxyz reader call readline()
+    that many times (a CI run hung on it); levelup now refuses it first, in one line."""
+    import levelup
+    from levelup.errors import DataError
+
+    for text, line in (("9" * 30, 1), ("1\n\nH 0 0 0\n5\ncomment\nH 0 0 0\n", 4)):
+        path = tmp_path / "big.xyz"
+        path.write_text(text)
+        with pytest.raises(DataError, match=f"line {line} declares .* atoms but only"):
+            levelup.Database.read(path)
+    good = tmp_path / "good.xyz"
+    good.write_text("2\n\nH 0 0 0\nH 0 0 0.74\n1\nx\nH 0 0 0\n")
+    assert len(levelup.Database.read(good)) == 2

@@ -147,6 +147,10 @@ def read_images(path: str | os.PathLike, index: Any = ":", format: str | None = 
     path = Path(path)
     check_file(path)
     fmt = _safe_format(path, format)
+    if fmt in ("extxyz", "xyz"):
+        problem = _xyz_count_problem(path)
+        if problem:  # ASE would read that many lines past the end: minutes to forever
+            raise DataError(f"{path}: {problem}")
     try:
         images = read(path, index=index, format=fmt)
     except Exception as exc:  # ASE raises many kinds; report them all the same way
@@ -203,6 +207,25 @@ def _read_error(path: Path, fmt: str, exc: Exception) -> str:
             return f"{path}: {problem}"
     message = " ".join(str(exc).split())[:300] or type(exc).__name__
     return f"cannot read molecules from {path} ({fmt}): {message}"
+
+
+def _xyz_count_problem(path: Path) -> str | None:
+    """The first (ext)xyz count line that declares more atoms than the file has lines left."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    i = 0
+    while i < len(lines) and lines[i].strip():
+        try:
+            n = int(lines[i])
+        except ValueError:
+            return None  # not a count line: ASE says what it expected
+        if n > len(lines) - i - 2:
+            return (f"line {i + 1} declares {n} atoms but only {max(len(lines) - i - 2, 0)} "
+                    "lines follow its comment line: fix the atom count or complete the file")
+        i += 2 + max(n, 0)
+    return None
 
 
 def _xyz_problem(path: Path) -> str | None:
