@@ -209,22 +209,35 @@ def _read_error(path: Path, fmt: str, exc: Exception) -> str:
     return f"cannot read molecules from {path} ({fmt}): {message}"
 
 
-def _xyz_count_problem(path: Path) -> str | None:
-    """The first (ext)xyz count line that declares more atoms than the file has lines left."""
+def _xyz_lines(path: Path) -> list[str]:
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        return path.read_text(errors="replace").splitlines()
     except OSError:
-        return None
+        return []
+
+
+def _xyz_frames(lines: list[str], count: Any = int) -> Any:
+    """(index of the count line, atom count) of each (ext)xyz frame, until a line that
+    ``count`` cannot read as one; a negative count ends the walk after it is yielded."""
     i = 0
     while i < len(lines) and lines[i].strip():
         try:
-            n = int(lines[i])
-        except ValueError:
-            return None  # not a count line: ASE says what it expected
+            n = count(lines[i])
+        except (ValueError, IndexError):
+            return
+        yield i, n
+        if n < 0:
+            return
+        i += 2 + n
+
+
+def _xyz_count_problem(path: Path) -> str | None:
+    """The first (ext)xyz count line that declares more atoms than the file has lines left."""
+    lines = _xyz_lines(path)
+    for i, n in _xyz_frames(lines):  # int(line), as ASE reads it
         if n > len(lines) - i - 2:
             return (f"line {i + 1} declares {n} atoms but only {max(len(lines) - i - 2, 0)} "
                     "lines follow its comment line: fix the atom count or complete the file")
-        i += 2 + max(n, 0)
     return None
 
 
@@ -232,23 +245,17 @@ def _xyz_problem(path: Path) -> str | None:
     """The first atom line of an (ext)xyz file with fewer columns than its header declares."""
     from ase.io.extxyz import key_val_str_to_dict
 
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    i = 0
-    while i < len(lines) and lines[i].strip():
-        try:
-            n = int(lines[i].split()[0])
-            info = key_val_str_to_dict(lines[i + 1]) if i + 1 < len(lines) else {}
-        except Exception:  # noqa: BLE001 - not the count line / header we can diagnose
-            return None
+    lines = _xyz_lines(path)
+    for i, n in _xyz_frames(lines, lambda line: int(line.split()[0])):
         if n < 0:
             return f"line {i + 1}: the number of atoms is {n}, below 0"
-        spec = str(info.get("Properties", "species:S:1:pos:R:3"))
-        fields = spec.split(":")
         try:
-            width = sum(int(c) for c in fields[2::3])
+            info = key_val_str_to_dict(lines[i + 1]) if i + 1 < len(lines) else {}
+        except Exception:  # noqa: BLE001 - not a header we can diagnose
+            return None
+        spec = str(info.get("Properties", "species:S:1:pos:R:3"))
+        try:
+            width = sum(int(c) for c in spec.split(":")[2::3])
         except ValueError:
             return f"line {i + 2}: malformed Properties={spec}"
         for k in range(i + 2, min(i + 2 + n, len(lines))):
@@ -256,7 +263,6 @@ def _xyz_problem(path: Path) -> str | None:
             if got < width:
                 return (f"line {k + 1} has {got} columns but the header on line {i + 2} "
                         f"declares {width} (Properties={spec}): complete the row or fix the header")
-        i += 2 + n
     return None
 
 
