@@ -27,7 +27,7 @@ import itertools
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,7 +98,6 @@ class GPChoice:
     log_likelihood: float
     points: int
     permutations: int
-    grid: tuple = field(default=(), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (``kind`` tells it from a training History)."""
@@ -148,16 +147,14 @@ class _Kernel:
         return block.permute(0, 2, 1, 3).reshape(n * (1 + c), m * (1 + c))
 
 
-def _solve(kernel: _Kernel, x: Tensor, y: Tensor) -> tuple[Tensor, float]:
-    """(alpha (points, 1 + 3A), log marginal likelihood up to a constant)."""
-    noise = torch.tensor(([NOISE_ENERGY] + [NOISE_FORCE] * 3 * kernel.atoms) * len(x),
-                         dtype=torch.float64)
-    chol, info = torch.linalg.cholesky_ex(kernel.joint(x, x) + torch.diag(noise))
+def _solve(covariance: Tensor, noise: Tensor, y: Tensor) -> tuple[Tensor | None, float]:
+    """(alpha (one per observation, None where the covariance is singular), log marginal
+    likelihood up to a constant)."""
+    chol, info = torch.linalg.cholesky_ex(covariance + torch.diag(noise))
     if int(info) != 0:
-        return torch.zeros(len(x), 1 + 3 * kernel.atoms, dtype=torch.float64), -math.inf
+        return None, -math.inf
     alpha = torch.cholesky_solve(y[:, None], chol)[:, 0]
-    loglik = float(-0.5 * y @ alpha - torch.log(torch.diagonal(chol)).sum())
-    return alpha.reshape(len(x), -1), loglik
+    return alpha, float(-0.5 * y @ alpha - torch.log(torch.diagonal(chol)).sum())
 
 
 def _check_points(points: Database, property: str, forces: str) -> np.ndarray:
@@ -209,18 +206,22 @@ def fit_correction(base: Any, species: np.ndarray, coordinates: np.ndarray,
     x = torch.from_numpy(np.asarray(coordinates, dtype=np.float64))
     perms = torch.from_numpy(like_atom_permutations(species))
     recipe = recipe or GPRecipe()
+    noise = torch.tensor(([NOISE_ENERGY] + [NOISE_FORCE] * 3 * atoms) * len(x),
+                         dtype=torch.float64)
     best = (-math.inf, None, None, None)
-    for length, variance in itertools.product(recipe.lengths, recipe.variances):
-        alpha, loglik = _solve(_Kernel(atoms, perms, length, variance), x, y)
-        if loglik > best[0]:
-            best = (loglik, length, variance, alpha)
+    for length in recipe.lengths:  # the covariance is variance x that of variance 1
+        unit = _Kernel(atoms, perms, length, 1.0).joint(x, x)
+        for variance in recipe.variances:
+            alpha, loglik = _solve(variance * unit, noise, y)
+            if loglik > best[0]:
+                best = (loglik, length, variance, alpha)
     loglik, length, variance, alpha = best
     if alpha is None:
         raise DataError("the GP correction's covariance was singular for every length scale: "
                         "are two points the same geometry? Drop duplicates")
     kernel = _Kernel(atoms, perms, length, variance)
-    model = GPCorrected(base, species, *_closed_form(kernel, x, alpha), length, variance,
-                        offset)
+    model = GPCorrected(base, species, *_closed_form(kernel, x, alpha.reshape(len(x), -1)),
+                        length, variance, offset)
     return model, GPChoice(length, variance, loglik, len(x), len(perms))
 
 
